@@ -1,0 +1,221 @@
+"""The ``llmfleet`` command: browse and render recipes, plan a fleet, run the lab.
+
+Human output is rich tables; ``--json`` everywhere gives scripts a stable shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .catalog import Catalog, load
+from .deployment import PREFIXES, SCALAR_KEYS, Deployment, parse_sets
+from .errors import LlmfleetError, ValidationError
+from .render import env_file_text, render, unit_text
+
+console = Console()
+err = Console(stderr=True)
+
+EPILOG_SET = "override keys:\n" + "\n".join(
+    f"  {k:<18} {v}" for k, v in {**SCALAR_KEYS, **{p + "X": d for p, d in PREFIXES.items()}}.items())
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def cmd_recipes_list(cat: Catalog, a: argparse.Namespace) -> int:
+    rows = [r for r in cat.recipes.values()
+            if (not a.hardware or r.hardware == a.hardware) and (not a.engine or r.engine == a.engine)]
+    if a.json:
+        _print_json([{"id": r.id, "hardware": r.hardware, "engine": r.engine,
+                      "workload": list(r.workload), "nodes": r.nodes, "model": r.model["repo"],
+                      "source": r.source} for r in rows])
+        return 0
+    table = Table(title=f"{len(rows)} recipes", show_lines=False)
+    for col in ("id", "hardware", "engine", "workload", "model", "source"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        nodes = f" x{r.nodes}" if r.nodes > 1 else ""
+        table.add_row(r.id, r.hardware + nodes, r.engine, ", ".join(r.workload), r.model["repo"],
+                      f"{r.source['seed'][:3]} {r.source['section']}")
+    console.print(table)
+    return 0
+
+
+def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
+    r = cat.recipe(a.id)
+    rendered = render(cat, r, Deployment())
+    info = {"id": r.id, "title": r.title, "source": r.source, "hardware": r.hardware,
+            "engine": r.engine, "model": r.model, "workload": list(r.workload), "nodes": r.nodes,
+            "parallelism": rendered.parallel.describe(), "argv": rendered.argv, "env": r.env,
+            "unset_env": list(r.unset_env), "env_scripts": list(r.env_scripts),
+            "sysctl": r.sysctl, "cpu_governor": r.cpu_governor, "container": r.container,
+            "benchmark": r.benchmark,
+            "overlays": sorted(o.id for o in cat.overlays.values() if r.engine in o.engines)}
+    if a.json:
+        _print_json(info)
+        return 0
+    console.print(f"[bold]{r.id}[/bold]: {r.title}")
+    console.print(f"source: {r.source['seed']} / {r.source['section']}")
+    table = Table(show_header=False)
+    table.add_column("key", style="cyan")
+    table.add_column("value", overflow="fold")
+    for key in ("hardware", "engine", "model", "workload", "nodes", "parallelism", "env",
+                "unset_env", "env_scripts", "sysctl", "cpu_governor", "container", "benchmark",
+                "overlays"):
+        value = info[key]
+        if value in (None, {}, [], ()):
+            continue
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    table.add_row("command", " ".join(rendered.argv))
+    console.print(table)
+    return 0
+
+
+def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
+    r = cat.recipe(a.id)
+    dep = Deployment.from_mapping(parse_sets(a.set or []), host_name="render")
+    rendered = render(cat, r, dep, rank=a.rank)
+    if a.json:
+        _print_json(rendered.public())
+        return 0
+    if a.unit:
+        console.print(unit_text(rendered, user="llmfleet", group="llmfleet", venv=dep.venv,
+                                env_file="/etc/llmfleet/serve.env",
+                                working_directory="/var/lib/llmfleet",
+                                release_dir="/var/lib/llmfleet/releases/current",
+                                source=f"{r.source['seed']} / {r.source['section']}"),
+                      markup=False, highlight=False)
+        console.print(env_file_text(rendered), markup=False, highlight=False)
+        return 0
+    console.print(" \\\n  ".join(rendered.argv), markup=False, highlight=False)
+    for key, value in rendered.env.items():
+        console.print(f"{key}={value}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
+    from .plan import load_inventory_data, plan_inventory, plan_json
+
+    plans = plan_inventory(cat, load_inventory_data(a.inventory))
+    if a.json:
+        _print_json(plan_json(plans))
+    else:
+        table = Table(title=f"plan for {a.inventory} (nothing was connected to)")
+        for col in ("host", "hardware", "recipe", "parallelism", "memory / device", "status"):
+            table.add_column(col, overflow="fold")
+        for p in plans:
+            fit = p.fit
+            mem = "-" if fit is None else (
+                f"{fit.per_device_gb} of {fit.usable_gb} GB " + ("ok" if fit.fits else "NO FIT"))
+            status = "[green]ok[/green]" if p.ok else "[red]error[/red]"
+            warn = sum(1 for x in p.problems if x.severity == "warning")
+            table.add_row(p.host, p.hardware or "-", p.recipe or "-",
+                          p.rendered.parallel.describe() if p.rendered else "-", mem,
+                          status + (f" ({warn} warning)" if warn else ""))
+        console.print(table)
+        for p in plans:
+            for x in p.problems:
+                colour = "red" if x.severity == "error" else "yellow"
+                err.print(f"[{colour}]{x.severity}[/{colour}] {x}", highlight=False)
+    return 0 if all(p.ok for p in plans) else 2
+
+
+def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
+    from .lab import lab
+
+    if a.lab_cmd == "up":
+        state = lab.up(hosts=a.hosts)
+        _print_json(state) if a.json else console.print_json(data=state)
+    elif a.lab_cmd == "down":
+        lab.down(purge=a.purge)
+    else:
+        rows = lab.status()
+        if a.json:
+            _print_json(rows)
+        else:
+            table = Table(title="llmfleet lab")
+            for col in ("name", "address", "running", "ssh"):
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*(str(row.get(c, "-")) for c in ("name", "address", "running", "ssh")))
+            console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llmfleet",
+        description="Recipes from the vendor guides, rendered flag for flag, validated before "
+                    "any host is touched. Deploys run through pyinfra: "
+                    "pyinfra inventories/lab.py deploys/serve.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    rec = sub.add_parser("recipes", help="list, show and render the recipe catalog")
+    rsub = rec.add_subparsers(dest="recipes_cmd", required=True, metavar="ACTION")
+    ls = rsub.add_parser("list", help="every recipe: id, hardware, engine, workload, source")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--hardware", help="only recipes for this hardware profile")
+    ls.add_argument("--engine", choices=["vllm", "sglang"], help="only this engine")
+    ls.set_defaults(func=cmd_recipes_list)
+    show = rsub.add_parser("show", help="one recipe in full, with its source in the guides")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_recipes_show)
+    rend = rsub.add_parser(
+        "render", help="the engine command line, environment and docker options",
+        epilog=EPILOG_SET, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rend.add_argument("id")
+    rend.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a deployment value, flag, env var or overlay (repeatable)")
+    rend.add_argument("--rank", type=int, default=None, help="node rank for multi-node recipes")
+    rend.add_argument("--json", action="store_true",
+                      help='print {"id","engine","argv","env","docker","sysctl"}')
+    rend.add_argument("--unit", action="store_true", help="print the systemd unit and env file")
+    rend.set_defaults(func=cmd_recipes_render)
+
+    plan = sub.add_parser("plan", help="per host: recipe, parallelism, memory fit, warnings "
+                                       "(no connection)")
+    plan.add_argument("inventory", help="a pyinfra inventory file, e.g. inventories/lambda.py")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=cmd_plan)
+
+    lab = sub.add_parser("lab", help="the local lab: systemd-nspawn hosts reachable over SSH")
+    lsub = lab.add_subparsers(dest="lab_cmd", required=True, metavar="ACTION")
+    up = lsub.add_parser("up", help="build (cached) and boot the lab hosts and side services")
+    up.add_argument("--hosts", type=int, default=2, help="number of hosts (default 2)")
+    up.add_argument("--json", action="store_true")
+    down = lsub.add_parser("down", help="stop and remove everything the lab made")
+    down.add_argument("--purge", action="store_true", help="also drop the cached rootfs/wheels")
+    st = lsub.add_parser("status", help="hosts, addresses, SSH reachability")
+    st.add_argument("--json", action="store_true")
+    for sp in (up, down, st):
+        sp.set_defaults(func=cmd_lab)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    func: Callable[[Catalog, argparse.Namespace], int] = a.func
+    try:
+        return func(load(), a)
+    except ValidationError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False)
+        return 2
+    except LlmfleetError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Checks that run before any connection, each naming the host, the field and a fix.
+
+A deploy that fails on host 7 of 16 because of a typo is the failure this
+module exists to prevent: everything that can be known from the inventory
+and the catalog is checked here, for every host, before pyinfra connects.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Catalog, CatalogError, Recipe
+from .deployment import Deployment
+from .errors import Problem, ValidationError
+from .parallel import MemoryFit, memory_fit
+from .render import Rendered, render
+
+@dataclass
+class HostPlan:
+    """Everything ``llmfleet plan`` shows for one host."""
+
+    host: str
+    address: str
+    hardware: str | None = None
+    recipe: str | None = None
+    rendered: Rendered | None = None
+    fit: MemoryFit | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def _fit_problems(host: str, recipe: Recipe, r: Rendered, catalog: Catalog,
+                  devices: int, memory_gb: float) -> tuple[MemoryFit | None, list[Problem]]:
+    out: list[Problem] = []
+    par = r.parallel
+    if par.world % par.nodes:
+        out.append(Problem(host, "parallelism", f"{par.describe()} uses {par.world} devices, "
+                           f"which does not split evenly over {par.nodes} nodes"))
+    if par.per_node > devices:
+        out.append(Problem(host, "parallelism",
+                           f"{par.describe()} needs {par.per_node} devices per node but "
+                           f"{recipe.hardware} hosts have {devices}",
+                           fix=f"lower the parallel sizes or use {-(-par.world // devices)} nodes"))
+    weights = catalog.weights_gb(r.model_repo)
+    if weights is None:
+        out.append(Problem(host, "model", f"no size known for {r.model_repo}; memory fit not "
+                           "checked", fix="add it to files/models.yaml", severity="warning"))
+        return None, out
+    table = catalog.engines[recipe.engine]
+    fit = memory_fit(par, recipe.flags(), table, weights, memory_gb)
+    if not fit.fits:
+        need = fit.nodes_needed(devices)
+        precision = catalog.precision(r.model_repo).upper()
+        smaller = [repo for repo, info in catalog.models.items()
+                   if info["weights_gb"] < weights and repo.split("/")[-1].startswith(
+                       r.model_repo.split("/")[-1].split("-FP8")[0])]
+        alt = f" or a smaller checkpoint ({', '.join(smaller)})" if smaller else ""
+        fitting = [x.id for x in catalog.recipes.values() if x.hardware == recipe.hardware
+                   and x.id != recipe.id and x.nodes >= need]
+        eg = f" (e.g. recipe {fitting[0]})" if fitting else ""
+        out.append(Problem(
+            host, "memory",
+            f"{precision} weights of {r.model_repo} (~{weights:.0f} GB) over {fit.shards} "
+            f"devices need ~{fit.per_device_gb} GB each, but a {recipe.hardware} device offers "
+            f"{fit.usable_gb} GB at {fit.fraction:.0%}",
+            fix=f"it needs {need} nodes (tp {need * devices}){eg}{alt}"))
+    return fit, out
+
+
+def plan_host(catalog: Catalog, name: str, data: dict[str, Any],
+              address: str | None = None) -> HostPlan:
+    """Validate one host's data and render its recipe; collect every problem."""
+    plan = HostPlan(host=name, address=address or data.get("ssh_hostname") or name)
+    problems = plan.problems
+    rid, hid = data.get("recipe"), data.get("hardware")
+    if not rid:
+        problems.append(Problem(name, "recipe", "no recipe set",
+                                fix="set recipe in group_data or host data "
+                                    "(llmfleet recipes list)"))
+    if not hid:
+        problems.append(Problem(name, "hardware", "no hardware profile set",
+                                fix=f"set hardware to one of {', '.join(sorted(catalog.hardware))}"))
+    if problems:
+        return plan
+    try:
+        recipe, hw = catalog.recipe(rid), catalog.hw(hid)
+    except CatalogError as exc:
+        field_name = "recipe" if "recipe" in str(exc) else "hardware"
+        problems.append(Problem(name, field_name, str(exc)))
+        return plan
+    plan.recipe, plan.hardware = recipe.id, hw.id
+    rhw = catalog.hw(recipe.hardware)
+    if rhw.vendor != hw.vendor:
+        problems.append(Problem(name, "recipe", f"{recipe.id} is a {rhw.vendor} recipe "
+                                f"({rhw.id}) but the host is {hw.id} ({hw.vendor})",
+                                fix=f"pick a recipe for {hw.id}: " + ", ".join(
+                                    r.id for r in catalog.recipes.values()
+                                    if r.hardware == hw.id)[:200]))
+        return plan
+    if rhw.id != hw.id:
+        problems.append(Problem(name, "recipe", f"{recipe.id} was verified on {rhw.id}, "
+                                f"not on {hw.id}", severity="warning"))
+    try:
+        dep = Deployment.from_host_data(data, host_name=name)
+        plan.rendered = render(catalog, recipe, dep)
+    except ValidationError as exc:
+        problems.extend(exc.problems)
+        return plan
+    memory = float(data.get("host_memory_gb", hw.device_memory_gb)) if hw.vendor == "none" \
+        else hw.device_memory_gb
+    plan.fit, fit_problems = _fit_problems(name, recipe, plan.rendered, catalog,
+                                           hw.devices_per_host, memory)
+    problems.extend(fit_problems)
+    if recipe.nodes > 1 and not dep.master_addr:
+        problems.append(Problem(name, "master_addr", f"{recipe.id} runs on {recipe.nodes} nodes",
+                                fix="set master_addr (rank 0's address) and node_rank per host"))
+    return plan
+
+
+def check_fleet(plans: list[HostPlan]) -> None:
+    """Problems that only show across hosts: port clashes and multi-node ranks."""
+    by_addr: dict[tuple[str, int], list[HostPlan]] = defaultdict(list)
+    for p in plans:
+        if p.rendered:
+            by_addr[(p.address, p.rendered.port)].append(p)
+    for (addr, port), group in by_addr.items():
+        if len(group) > 1:
+            for p in group:
+                others = ", ".join(o.host for o in group if o is not p)
+                p.problems.append(Problem(p.host, "port", f"{addr}:{port} is also used by "
+                                          f"{others}", fix="give each server its own port"))
+    ranks: dict[tuple[str, str | None], list[HostPlan]] = defaultdict(list)
+    for p in plans:
+        if p.rendered and p.rendered.parallel.nodes > 1:
+            ranks[(p.recipe or "", p.rendered.master_addr)].append(p)
+    for group in ranks.values():
+        seen: dict[int, str] = {}
+        for p in group:
+            rank = p.rendered.rank if p.rendered else 0
+            if rank in seen:
+                p.problems.append(Problem(p.host, "node_rank", f"rank {rank} is also "
+                                          f"{seen[rank]}'s", fix="give each node its own rank"))
+            seen[rank] = p.host
+
+
+def require_ok(plans: list[HostPlan]) -> None:
+    problems = [pr for p in plans for pr in p.problems]
+    if any(pr.severity == "error" for pr in problems):
+        raise ValidationError(problems)
