@@ -137,8 +137,11 @@ def _to_recipe(doc: dict[str, Any]) -> Recipe:
     unknown = set(doc) - _RECIPE_KEYS
     if unknown:
         raise CatalogError(f"recipe {rid}: unknown keys {sorted(unknown)}")
-    missing = [k for k in ("title", "source", "hardware", "engine", "model", "launcher",
-                           "model_arg", "args") if k not in doc]
+    missing = [
+        k
+        for k in ("title", "source", "hardware", "engine", "model", "launcher", "model_arg", "args")
+        if k not in doc
+    ]
     if missing:
         raise CatalogError(f"recipe {rid}: missing {', '.join(missing)}")
     if doc["engine"] not in ENGINES:
@@ -183,17 +186,20 @@ class Catalog:
             rid: _to_recipe(doc) for rid, doc in resolved.items() if not doc.get("abstract")
         }
         self.hardware: dict[str, Hardware] = {
-            hid: Hardware(**{k: (tuple(v) if k == "gpu_name_patterns" else v)
-                             for k, v in doc.items()})
+            hid: Hardware(
+                **{k: (tuple(v) if k == "gpu_name_patterns" else v) for k, v in doc.items()}
+            )
             for hid, doc in _load_yaml_dir(self.root / "hardware").items()
         }
         self.overlays: dict[str, Overlay] = {
             oid: Overlay(**doc) for oid, doc in _load_yaml_dir(self.root / "overlays").items()
         }
         self.engines: dict[str, dict[str, Any]] = yaml.safe_load(
-            (self.root / "engines.yaml").read_text())
+            (self.root / "engines.yaml").read_text()
+        )
         self.models: dict[str, dict[str, Any]] = yaml.safe_load(
-            (self.root / "models.yaml").read_text())
+            (self.root / "models.yaml").read_text()
+        )
         self._check_references()
 
     def _check_references(self) -> None:

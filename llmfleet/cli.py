@@ -23,7 +23,9 @@ console = Console()
 err = Console(stderr=True)
 
 EPILOG_SET = "override keys:\n" + "\n".join(
-    f"  {k:<18} {v}" for k, v in {**SCALAR_KEYS, **{p + "X": d for p, d in PREFIXES.items()}}.items())
+    f"  {k:<18} {v}"
+    for k, v in {**SCALAR_KEYS, **{p + "X": d for p, d in PREFIXES.items()}}.items()
+)
 
 
 def _print_json(data: Any) -> None:
@@ -31,20 +33,40 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_recipes_list(cat: Catalog, a: argparse.Namespace) -> int:
-    rows = [r for r in cat.recipes.values()
-            if (not a.hardware or r.hardware == a.hardware) and (not a.engine or r.engine == a.engine)]
+    rows = [
+        r
+        for r in cat.recipes.values()
+        if (not a.hardware or r.hardware == a.hardware) and (not a.engine or r.engine == a.engine)
+    ]
     if a.json:
-        _print_json([{"id": r.id, "hardware": r.hardware, "engine": r.engine,
-                      "workload": list(r.workload), "nodes": r.nodes, "model": r.model["repo"],
-                      "source": r.source} for r in rows])
+        _print_json(
+            [
+                {
+                    "id": r.id,
+                    "hardware": r.hardware,
+                    "engine": r.engine,
+                    "workload": list(r.workload),
+                    "nodes": r.nodes,
+                    "model": r.model["repo"],
+                    "source": r.source,
+                }
+                for r in rows
+            ]
+        )
         return 0
     table = Table(title=f"{len(rows)} recipes", show_lines=False)
     for col in ("id", "hardware", "engine", "workload", "model", "source"):
         table.add_column(col, overflow="fold")
     for r in rows:
         nodes = f" x{r.nodes}" if r.nodes > 1 else ""
-        table.add_row(r.id, r.hardware + nodes, r.engine, ", ".join(r.workload), r.model["repo"],
-                      f"{r.source['seed'][:3]} {r.source['section']}")
+        table.add_row(
+            r.id,
+            r.hardware + nodes,
+            r.engine,
+            ", ".join(r.workload),
+            r.model["repo"],
+            f"{r.source['seed'][:3]} {r.source['section']}",
+        )
     console.print(table)
     return 0
 
@@ -52,13 +74,26 @@ def cmd_recipes_list(cat: Catalog, a: argparse.Namespace) -> int:
 def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
     r = cat.recipe(a.id)
     rendered = render(cat, r, Deployment())
-    info = {"id": r.id, "title": r.title, "source": r.source, "hardware": r.hardware,
-            "engine": r.engine, "model": r.model, "workload": list(r.workload), "nodes": r.nodes,
-            "parallelism": rendered.parallel.describe(), "argv": rendered.argv, "env": r.env,
-            "unset_env": list(r.unset_env), "env_scripts": list(r.env_scripts),
-            "sysctl": r.sysctl, "cpu_governor": r.cpu_governor, "container": r.container,
-            "benchmark": r.benchmark,
-            "overlays": sorted(o.id for o in cat.overlays.values() if r.engine in o.engines)}
+    info = {
+        "id": r.id,
+        "title": r.title,
+        "source": r.source,
+        "hardware": r.hardware,
+        "engine": r.engine,
+        "model": r.model,
+        "workload": list(r.workload),
+        "nodes": r.nodes,
+        "parallelism": rendered.parallel.describe(),
+        "argv": rendered.argv,
+        "env": r.env,
+        "unset_env": list(r.unset_env),
+        "env_scripts": list(r.env_scripts),
+        "sysctl": r.sysctl,
+        "cpu_governor": r.cpu_governor,
+        "container": r.container,
+        "benchmark": r.benchmark,
+        "overlays": sorted(o.id for o in cat.overlays.values() if r.engine in o.engines),
+    }
     if a.json:
         _print_json(info)
         return 0
@@ -67,9 +102,22 @@ def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
     table = Table(show_header=False)
     table.add_column("key", style="cyan")
     table.add_column("value", overflow="fold")
-    for key in ("hardware", "engine", "model", "workload", "nodes", "parallelism", "env",
-                "unset_env", "env_scripts", "sysctl", "cpu_governor", "container", "benchmark",
-                "overlays"):
+    for key in (
+        "hardware",
+        "engine",
+        "model",
+        "workload",
+        "nodes",
+        "parallelism",
+        "env",
+        "unset_env",
+        "env_scripts",
+        "sysctl",
+        "cpu_governor",
+        "container",
+        "benchmark",
+        "overlays",
+    ):
         value = info[key]
         if value in (None, {}, [], ()):
             continue
@@ -87,12 +135,20 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
         _print_json(rendered.public())
         return 0
     if a.unit:
-        console.print(unit_text(rendered, user="llmfleet", group="llmfleet", venv=dep.venv,
-                                env_file="/etc/llmfleet/serve.env",
-                                working_directory="/var/lib/llmfleet",
-                                release_dir="/var/lib/llmfleet/releases/current",
-                                source=f"{r.source['seed']} / {r.source['section']}"),
-                      markup=False, highlight=False)
+        console.print(
+            unit_text(
+                rendered,
+                user="llmfleet",
+                group="llmfleet",
+                venv=dep.venv,
+                env_file="/etc/llmfleet/serve.env",
+                working_directory="/var/lib/llmfleet",
+                release_dir="/var/lib/llmfleet/releases/current",
+                source=f"{r.source['seed']} / {r.source['section']}",
+            ),
+            markup=False,
+            highlight=False,
+        )
         console.print(env_file_text(rendered), markup=False, highlight=False)
         return 0
     console.print(" \\\n  ".join(rendered.argv), markup=False, highlight=False)
@@ -113,13 +169,23 @@ def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
             table.add_column(col, overflow="fold")
         for p in plans:
             fit = p.fit
-            mem = "-" if fit is None else (
-                f"{fit.per_device_gb} of {fit.usable_gb} GB " + ("ok" if fit.fits else "NO FIT"))
+            mem = (
+                "-"
+                if fit is None
+                else (
+                    f"{fit.per_device_gb} of {fit.usable_gb} GB " + ("ok" if fit.fits else "NO FIT")
+                )
+            )
             status = "[green]ok[/green]" if p.ok else "[red]error[/red]"
             warn = sum(1 for x in p.problems if x.severity == "warning")
-            table.add_row(p.host, p.hardware or "-", p.recipe or "-",
-                          p.rendered.parallel.describe() if p.rendered else "-", mem,
-                          status + (f" ({warn} warning)" if warn else ""))
+            table.add_row(
+                p.host,
+                p.hardware or "-",
+                p.recipe or "-",
+                p.rendered.parallel.describe() if p.rendered else "-",
+                mem,
+                status + (f" ({warn} warning)" if warn else ""),
+            )
         console.print(table)
         for p in plans:
             for x in p.problems:
@@ -145,7 +211,9 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
             for col in ("name", "address", "running", "ssh"):
                 table.add_column(col)
             for row in rows:
-                table.add_row(*(str(row.get(c, "-")) for c in ("name", "address", "running", "ssh")))
+                table.add_row(
+                    *(str(row.get(c, "-")) for c in ("name", "address", "running", "ssh"))
+                )
             console.print(table)
     return 0
 
@@ -154,9 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmfleet",
         description="Recipes from the vendor guides, rendered flag for flag, validated before "
-                    "any host is touched. Deploys run through pyinfra: "
-                    "pyinfra inventories/lab.py deploys/serve.py",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "any host is touched. Deploys run through pyinfra: "
+        "pyinfra inventories/lab.py deploys/serve.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     rec = sub.add_parser("recipes", help="list, show and render the recipe catalog")
@@ -171,19 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_recipes_show)
     rend = rsub.add_parser(
-        "render", help="the engine command line, environment and docker options",
-        epilog=EPILOG_SET, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "render",
+        help="the engine command line, environment and docker options",
+        epilog=EPILOG_SET,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rend.add_argument("id")
-    rend.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="override a deployment value, flag, env var or overlay (repeatable)")
+    rend.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a deployment value, flag, env var or overlay (repeatable)",
+    )
     rend.add_argument("--rank", type=int, default=None, help="node rank for multi-node recipes")
-    rend.add_argument("--json", action="store_true",
-                      help='print {"id","engine","argv","env","docker","sysctl"}')
+    rend.add_argument(
+        "--json", action="store_true", help='print {"id","engine","argv","env","docker","sysctl"}'
+    )
     rend.add_argument("--unit", action="store_true", help="print the systemd unit and env file")
     rend.set_defaults(func=cmd_recipes_render)
 
-    plan = sub.add_parser("plan", help="per host: recipe, parallelism, memory fit, warnings "
-                                       "(no connection)")
+    plan = sub.add_parser(
+        "plan", help="per host: recipe, parallelism, memory fit, warnings (no connection)"
+    )
     plan.add_argument("inventory", help="a pyinfra inventory file, e.g. inventories/lambda.py")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=cmd_plan)

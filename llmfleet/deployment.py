@@ -60,8 +60,9 @@ class Deployment:
     def from_host_data(cls, data: dict[str, Any], host_name: str) -> Deployment:
         """Pick the deployment keys out of flat pyinfra host data (other keys are pyinfra's)."""
         keys = set(SCALAR_KEYS) | {"flags", "env", "overlays"}
-        return cls.from_mapping({k: v for k, v in data.items() if k in keys and v is not None},
-                                host_name)
+        return cls.from_mapping(
+            {k: v for k, v in data.items() if k in keys and v is not None}, host_name
+        )
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], host_name: str = "-") -> Deployment:
@@ -77,16 +78,22 @@ class Deployment:
     def _apply(self, key: str, value: Any) -> list[Problem]:
         for prefix, attr in (("flag.", "flags"), ("env.", "env"), ("overlay.", "overlays")):
             if key.startswith(prefix):
-                getattr(self, attr)[key[len(prefix):]] = _text(value)
+                getattr(self, attr)[key[len(prefix) :]] = _text(value)
                 return []
         if key in ("flags", "env", "overlays") and isinstance(value, (dict, list)):
             items = value.items() if isinstance(value, dict) else ((v, "true") for v in value)
             getattr(self, key).update({str(k): _text(v) for k, v in items})
             return []
         if key not in SCALAR_KEYS:
-            return [Problem(self.host_name, key, "unknown override key",
-                            fix=f"use one of {', '.join(sorted(SCALAR_KEYS))} or a "
-                                f"{'/'.join(PREFIXES)} prefixed key")]
+            return [
+                Problem(
+                    self.host_name,
+                    key,
+                    "unknown override key",
+                    fix=f"use one of {', '.join(sorted(SCALAR_KEYS))} or a "
+                    f"{'/'.join(PREFIXES)} prefixed key",
+                )
+            ]
         kind = {f.name: f.type for f in fields(self)}[key]
         if "int" in str(kind) and value is not None:
             try:
@@ -109,7 +116,8 @@ def parse_sets(pairs: list[str], host_name: str = "-") -> dict[str, str]:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key:
-            raise ValidationError([Problem(host_name, pair, "expected KEY=VALUE",
-                                           fix="e.g. --set port=8001")])
+            raise ValidationError(
+                [Problem(host_name, pair, "expected KEY=VALUE", fix="e.g. --set port=8001")]
+            )
         out[key.strip()] = value
     return out

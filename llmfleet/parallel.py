@@ -83,8 +83,13 @@ class MemoryFit:
         return max(1, math.ceil(self.weights_gb / per_node_capacity))
 
 
-def memory_fit(par: Parallelism, flags: list[argmod.Flag], table: dict[str, Any],
-               weights_gb: float, device_memory_gb: float) -> MemoryFit:
+def memory_fit(
+    par: Parallelism,
+    flags: list[argmod.Flag],
+    table: dict[str, Any],
+    weights_gb: float,
+    device_memory_gb: float,
+) -> MemoryFit:
     """Weights per device against the memory the engine is allowed to take.
 
     Expert parallelism shards experts over DP ranks in vLLM; otherwise every
@@ -94,8 +99,11 @@ def memory_fit(par: Parallelism, flags: list[argmod.Flag], table: dict[str, Any]
     if par.expert_parallel and table.get("dp_shards_weights_with_ep") and not par.dp_attention:
         shards *= par.dp
     found = argmod.find(flags, table["memory_fraction_flags"])
-    fraction = float(found[1][0]) if found and found[1] else table.get(
-        "default_memory_fraction", USABLE_WHEN_NO_FRACTION)
+    fraction = (
+        float(found[1][0])
+        if found and found[1]
+        else table.get("default_memory_fraction", USABLE_WHEN_NO_FRACTION)
+    )
     return MemoryFit(
         weights_gb=weights_gb,
         shards=shards,

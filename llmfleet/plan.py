@@ -34,7 +34,9 @@ def load_inventory_data(inventory: str) -> list[tuple[str, str, dict[str, Any]]]
     return hosts
 
 
-def plan_inventory(catalog: Catalog, hosts: list[tuple[str, str, dict[str, Any]]]) -> list[HostPlan]:
+def plan_inventory(
+    catalog: Catalog, hosts: list[tuple[str, str, dict[str, Any]]]
+) -> list[HostPlan]:
     plans = [plan_host(catalog, name, data, address) for name, address, data in hosts]
     check_fleet(plans)
     return plans
@@ -44,16 +46,28 @@ def plan_json(plans: list[HostPlan]) -> list[dict[str, Any]]:
     out = []
     for p in plans:
         r, fit = p.rendered, p.fit
-        out.append({
-            "host": p.host, "address": p.address, "hardware": p.hardware, "recipe": p.recipe,
-            "ok": p.ok,
-            "parallelism": r.parallel.describe() if r else None,
-            "devices_per_node": r.parallel.per_node if r else None,
-            "memory": None if fit is None else {
-                "weights_gb": fit.weights_gb, "per_device_gb": fit.per_device_gb,
-                "usable_gb": fit.usable_gb, "fits": fit.fits},
-            "argv": r.argv if r else None,
-            "problems": [{"severity": x.severity, "field": x.field, "message": x.message,
-                          "fix": x.fix} for x in p.problems],
-        })
+        out.append(
+            {
+                "host": p.host,
+                "address": p.address,
+                "hardware": p.hardware,
+                "recipe": p.recipe,
+                "ok": p.ok,
+                "parallelism": r.parallel.describe() if r else None,
+                "devices_per_node": r.parallel.per_node if r else None,
+                "memory": None
+                if fit is None
+                else {
+                    "weights_gb": fit.weights_gb,
+                    "per_device_gb": fit.per_device_gb,
+                    "usable_gb": fit.usable_gb,
+                    "fits": fit.fits,
+                },
+                "argv": r.argv if r else None,
+                "problems": [
+                    {"severity": x.severity, "field": x.field, "message": x.message, "fix": x.fix}
+                    for x in p.problems
+                ],
+            }
+        )
     return out

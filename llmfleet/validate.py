@@ -11,11 +11,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Catalog, CatalogError, Recipe
+from .catalog import Catalog, CatalogError, Hardware, Recipe
 from .deployment import Deployment
 from .errors import Problem, ValidationError
 from .parallel import MemoryFit, memory_fit
 from .render import Rendered, render
+
 
 @dataclass
 class HostPlan:
@@ -34,57 +35,102 @@ class HostPlan:
         return not any(p.severity == "error" for p in self.problems)
 
 
-def _fit_problems(host: str, recipe: Recipe, r: Rendered, catalog: Catalog,
-                  devices: int, memory_gb: float) -> tuple[MemoryFit | None, list[Problem]]:
+def _fit_problems(
+    host: str, recipe: Recipe, r: Rendered, catalog: Catalog, hw: Hardware, memory_gb: float
+) -> tuple[MemoryFit | None, list[Problem]]:
     out: list[Problem] = []
-    par = r.parallel
+    par, devices = r.parallel, hw.devices_per_host
     if par.world % par.nodes:
-        out.append(Problem(host, "parallelism", f"{par.describe()} uses {par.world} devices, "
-                           f"which does not split evenly over {par.nodes} nodes"))
+        out.append(
+            Problem(
+                host,
+                "parallelism",
+                f"{par.describe()} uses {par.world} devices, "
+                f"which does not split evenly over {par.nodes} nodes",
+            )
+        )
     if par.per_node > devices:
-        out.append(Problem(host, "parallelism",
-                           f"{par.describe()} needs {par.per_node} devices per node but "
-                           f"{recipe.hardware} hosts have {devices}",
-                           fix=f"lower the parallel sizes or use {-(-par.world // devices)} nodes"))
+        out.append(
+            Problem(
+                host,
+                "parallelism",
+                f"{par.describe()} needs {par.per_node} devices per node but "
+                f"{hw.id} hosts have {devices}",
+                fix=f"lower the parallel sizes or use {-(-par.world // devices)} nodes",
+            )
+        )
     weights = catalog.weights_gb(r.model_repo)
     if weights is None:
-        out.append(Problem(host, "model", f"no size known for {r.model_repo}; memory fit not "
-                           "checked", fix="add it to files/models.yaml", severity="warning"))
+        out.append(
+            Problem(
+                host,
+                "model",
+                f"no size known for {r.model_repo}; memory fit not checked",
+                fix="add it to files/models.yaml",
+                severity="warning",
+            )
+        )
         return None, out
-    table = catalog.engines[recipe.engine]
-    fit = memory_fit(par, recipe.flags(), table, weights, memory_gb)
+    fit = memory_fit(par, recipe.flags(), catalog.engines[recipe.engine], weights, memory_gb)
     if not fit.fits:
-        need = fit.nodes_needed(devices)
-        precision = catalog.precision(r.model_repo).upper()
-        smaller = [repo for repo, info in catalog.models.items()
-                   if info["weights_gb"] < weights and repo.split("/")[-1].startswith(
-                       r.model_repo.split("/")[-1].split("-FP8")[0])]
-        alt = f" or a smaller checkpoint ({', '.join(smaller)})" if smaller else ""
-        fitting = [x.id for x in catalog.recipes.values() if x.hardware == recipe.hardware
-                   and x.id != recipe.id and x.nodes >= need]
-        eg = f" (e.g. recipe {fitting[0]})" if fitting else ""
-        out.append(Problem(
-            host, "memory",
-            f"{precision} weights of {r.model_repo} (~{weights:.0f} GB) over {fit.shards} "
-            f"devices need ~{fit.per_device_gb} GB each, but a {recipe.hardware} device offers "
-            f"{fit.usable_gb} GB at {fit.fraction:.0%}",
-            fix=f"it needs {need} nodes (tp {need * devices}){eg}{alt}"))
+        out.append(
+            Problem(
+                host,
+                "memory",
+                f"{catalog.precision(r.model_repo).upper()} weights of {r.model_repo} "
+                f"(~{weights:.0f} GB) over {fit.shards} devices need ~{fit.per_device_gb} GB each, "
+                f"but a {hw.id} device offers {fit.usable_gb} GB at {fit.fraction:.0%}",
+                fix=_fit_fix(catalog, hw, fit, weights),
+            )
+        )
     return fit, out
 
 
-def plan_host(catalog: Catalog, name: str, data: dict[str, Any],
-              address: str | None = None) -> HostPlan:
+def _fit_fix(catalog: Catalog, hw: Hardware, fit: MemoryFit, weights: float) -> str:
+    """Say how many nodes it takes, and which recipes and smaller checkpoints would do."""
+    need = fit.nodes_needed(hw.devices_per_host)
+    same = [x.id for x in catalog.recipes.values() if x.hardware == hw.id and x.nodes >= need]
+    vendor = {
+        x.model["repo"]
+        for x in catalog.recipes.values()
+        if catalog.hw(x.hardware).vendor == hw.vendor
+    }
+    smaller = sorted(repo for repo in vendor if (catalog.weights_gb(repo) or weights) < weights)
+    text = f"it needs {need} nodes (tp {need * hw.devices_per_host})"
+    if same:
+        text += f", e.g. recipe {same[0]}"
+    if smaller:
+        text += " or a smaller checkpoint: " + ", ".join(
+            f"{catalog.precision(repo).upper()} {repo}" for repo in smaller
+        )
+    return text
+
+
+def plan_host(
+    catalog: Catalog, name: str, data: dict[str, Any], address: str | None = None
+) -> HostPlan:
     """Validate one host's data and render its recipe; collect every problem."""
     plan = HostPlan(host=name, address=address or data.get("ssh_hostname") or name)
     problems = plan.problems
     rid, hid = data.get("recipe"), data.get("hardware")
     if not rid:
-        problems.append(Problem(name, "recipe", "no recipe set",
-                                fix="set recipe in group_data or host data "
-                                    "(llmfleet recipes list)"))
+        problems.append(
+            Problem(
+                name,
+                "recipe",
+                "no recipe set",
+                fix="set recipe in group_data or host data (llmfleet recipes list)",
+            )
+        )
     if not hid:
-        problems.append(Problem(name, "hardware", "no hardware profile set",
-                                fix=f"set hardware to one of {', '.join(sorted(catalog.hardware))}"))
+        problems.append(
+            Problem(
+                name,
+                "hardware",
+                "no hardware profile set",
+                fix=f"set hardware to one of {', '.join(sorted(catalog.hardware))}",
+            )
+        )
     if problems:
         return plan
     try:
@@ -96,29 +142,51 @@ def plan_host(catalog: Catalog, name: str, data: dict[str, Any],
     plan.recipe, plan.hardware = recipe.id, hw.id
     rhw = catalog.hw(recipe.hardware)
     if rhw.vendor != hw.vendor:
-        problems.append(Problem(name, "recipe", f"{recipe.id} is a {rhw.vendor} recipe "
-                                f"({rhw.id}) but the host is {hw.id} ({hw.vendor})",
-                                fix=f"pick a recipe for {hw.id}: " + ", ".join(
-                                    r.id for r in catalog.recipes.values()
-                                    if r.hardware == hw.id)[:200]))
+        problems.append(
+            Problem(
+                name,
+                "recipe",
+                f"{recipe.id} is a {rhw.vendor} recipe "
+                f"({rhw.id}) but the host is {hw.id} ({hw.vendor})",
+                fix=f"pick a recipe for {hw.id}: "
+                + ", ".join(r.id for r in catalog.recipes.values() if r.hardware == hw.id)[:200],
+            )
+        )
         return plan
     if rhw.id != hw.id:
-        problems.append(Problem(name, "recipe", f"{recipe.id} was verified on {rhw.id}, "
-                                f"not on {hw.id}", severity="warning"))
+        problems.append(
+            Problem(
+                name,
+                "recipe",
+                f"{recipe.id} was verified on {rhw.id}, not on {hw.id}",
+                severity="warning",
+            )
+        )
     try:
         dep = Deployment.from_host_data(data, host_name=name)
         plan.rendered = render(catalog, recipe, dep)
     except ValidationError as exc:
         problems.extend(exc.problems)
         return plan
-    memory = float(data.get("host_memory_gb", hw.device_memory_gb)) if hw.vendor == "none" \
+    except CatalogError as exc:
+        problems.append(Problem(name, "overlays", str(exc)))
+        return plan
+    memory = (
+        float(data.get("host_memory_gb", hw.device_memory_gb))
+        if hw.vendor == "none"
         else hw.device_memory_gb
-    plan.fit, fit_problems = _fit_problems(name, recipe, plan.rendered, catalog,
-                                           hw.devices_per_host, memory)
+    )
+    plan.fit, fit_problems = _fit_problems(name, recipe, plan.rendered, catalog, hw, memory)
     problems.extend(fit_problems)
     if recipe.nodes > 1 and not dep.master_addr:
-        problems.append(Problem(name, "master_addr", f"{recipe.id} runs on {recipe.nodes} nodes",
-                                fix="set master_addr (rank 0's address) and node_rank per host"))
+        problems.append(
+            Problem(
+                name,
+                "master_addr",
+                f"{recipe.id} runs on {recipe.nodes} nodes",
+                fix="set master_addr (rank 0's address) and node_rank per host",
+            )
+        )
     return plan
 
 
@@ -132,8 +200,14 @@ def check_fleet(plans: list[HostPlan]) -> None:
         if len(group) > 1:
             for p in group:
                 others = ", ".join(o.host for o in group if o is not p)
-                p.problems.append(Problem(p.host, "port", f"{addr}:{port} is also used by "
-                                          f"{others}", fix="give each server its own port"))
+                p.problems.append(
+                    Problem(
+                        p.host,
+                        "port",
+                        f"{addr}:{port} is also used by {others}",
+                        fix="give each server its own port",
+                    )
+                )
     ranks: dict[tuple[str, str | None], list[HostPlan]] = defaultdict(list)
     for p in plans:
         if p.rendered and p.rendered.parallel.nodes > 1:
@@ -143,8 +217,14 @@ def check_fleet(plans: list[HostPlan]) -> None:
         for p in group:
             rank = p.rendered.rank if p.rendered else 0
             if rank in seen:
-                p.problems.append(Problem(p.host, "node_rank", f"rank {rank} is also "
-                                          f"{seen[rank]}'s", fix="give each node its own rank"))
+                p.problems.append(
+                    Problem(
+                        p.host,
+                        "node_rank",
+                        f"rank {rank} is also {seen[rank]}'s",
+                        fix="give each node its own rank",
+                    )
+                )
             seen[rank] = p.host
 
 
