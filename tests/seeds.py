@@ -12,9 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SEEDS = Path(
-    os.environ.get("LLMFLEET_SEEDS", Path(__file__).resolve().parents[2] / "shared" / "seeds")
-)
+SEEDS = Path(os.environ.get("LLMFLEET_SEEDS", Path(__file__).parent / "fixtures" / "seeds"))
 
 START = re.compile(
     r"^((?:[A-Z_]+=\S+\s+)*)(vllm serve|python3? -m sglang\.launch_server|docker run)\b"
