@@ -1,0 +1,76 @@
+"""Serve deploy: validate -> engine -> weights -> server -> health, per host.
+
+    pyinfra inventories/lab.py deploys/serve.py
+    pyinfra inventories/lambda.py deploys/serve.py --limit b200
+
+Everything host-specific comes from inventory/group data (see README).  A host
+whose plan is invalid (unknown recipe, port taken, missing model revision)
+fails before anything touches it; the other hosts go on, and the summary
+table at the end names every host and what happened to it.
+"""
+
+from pyinfra import host
+
+from llmfleet.deployment import Deployment
+from llmfleet.errors import LlmfleetError
+from llmfleet.render import render
+from roles import summary
+from roles.engine import engine_env, engine_spec, venv_path
+from roles.health import health
+from roles.plan import ServePlan, current, fail_host
+from roles.server import port_is_free, serve_unit
+from roles.weights import resolve_commit, snapshot_dir, weights
+
+
+def serve(plan: ServePlan) -> None:
+    data, recipe = plan.data, plan.recipe
+    dep = Deployment.from_host_data(data, host.name)
+    spec = engine_spec(plan.catalog, recipe, data)
+    venv = data.get("venv") or venv_path(recipe, spec)
+    endpoint = data.get("hf_endpoint")
+    commit = resolve_commit(plan.rendered.model_repo, plan.rendered.revision, endpoint)
+    model_dir = snapshot_dir(dep.hf_home, plan.rendered.model_repo, commit)
+    # Serve the pinned local snapshot; the served name stays what clients expect.
+    dep.model_path = dep.model_path or model_dir
+    dep.served_name = dep.served_name or plan.rendered.served_name
+    rendered = render(plan.catalog, recipe, dep)
+    summary.note(host.name, recipe=recipe.id, model=f"{rendered.model_repo}@{commit[:12]}")
+
+    changed: list = []
+    if rendered.runtime == "venv":
+        engine_env(spec=spec, venv=venv, ops=changed)
+    weights(
+        repo=rendered.model_repo,
+        commit=commit,
+        hf_home=dep.hf_home,
+        python=f"{venv}/bin/python",
+        endpoint=endpoint,
+        ops=changed,
+    )
+    extra_env = (
+        {"HF_HUB_OFFLINE": "1", "HF_HOME": dep.hf_home} if rendered.runtime == "venv" else {}
+    )
+    ops = serve_unit(
+        rendered,
+        venv=venv,
+        user=data.get("service_user", "llmfleet"),
+        source=f"{recipe.source['seed']} / {recipe.source['section']}",
+        extra_env=extra_env,
+        depends=changed,
+        hardening=bool(data.get("systemd_hardening", True)),
+    )
+    health(
+        port=rendered.port,
+        model=rendered.served_name,
+        changed=changed + ops,
+        timeout=int(data.get("health_timeout", 900)),
+    )
+
+
+summary.register("llmfleet serve")
+_plan = current()
+if _plan is not None and port_is_free(_plan.rendered.port):
+    try:
+        serve(_plan)
+    except LlmfleetError as exc:
+        fail_host(f"{host.name}: {exc}")

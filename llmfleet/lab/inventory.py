@@ -1,0 +1,48 @@
+"""The running lab as pyinfra inventory hosts (read by ``inventories/lab.py``).
+
+Every lab host gets the ``cpu`` hardware profile, the lab recipe, and the
+lab's own side services as its Hub endpoint and package source, so a deploy
+against the lab needs nothing from outside the machine.  Host keys are
+checked against the known_hosts file the lab wrote before the hosts booted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .state import load_state, state_file
+
+LAB_RECIPE = "lab-cpu-vllm-tiny"
+
+
+def host_data(host: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
+    """pyinfra host data for one lab host record from the lab state."""
+    data: dict[str, Any] = {
+        "ssh_hostname": host["address"],
+        "ssh_user": host.get("ssh_user", "root"),
+        "ssh_key": host["ssh_key"],
+        "ssh_known_hosts_file": host["known_hosts"],
+        "ssh_strict_host_key_checking": "yes",
+        "hardware": "cpu",
+        "recipe": LAB_RECIPE,
+        "lab_proc_sys_writable": bool(host.get("proc_sys_writable")),
+    }
+    optional = {
+        "hf_endpoint": services.get("hub_url"),
+        "engine_find_links": services.get("wheelhouse_url"),
+        "engine_excludes": services.get("wheelhouse_excludes_url"),
+        "uv_url": services.get("uv_url"),
+    }
+    data.update({k: v for k, v in optional.items() if v})
+    return data
+
+
+def lab_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``[(name, data), ...]`` for every lab host; RuntimeError when no lab is up."""
+    state = state if state is not None else load_state()
+    if not state or not state.get("hosts"):
+        raise RuntimeError(
+            f"no lab is running (no hosts in {state_file()}): start one with `llmfleet lab up`"
+        )
+    services = state.get("services") or {}
+    return [(h["name"], host_data(h, services)) for h in state["hosts"]]

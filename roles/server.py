@@ -1,0 +1,111 @@
+"""Server role: service user, 0600 environment file, systemd unit, start, restart once.
+
+Follows the unit pattern that keeps re-runs quiet: template unit and env,
+daemon-reload only when the unit changed, restart only when something the
+server depends on changed and it was already running, otherwise just ensure
+it is enabled and running.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.systemd import SystemdStatus
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from llmfleet.render import UNIT_NAME, Rendered, env_file_text, unit_text
+
+from .facts import PortListeners
+from .plan import fail_host
+
+ENV_FILE = "/etc/llmfleet/serve.env"
+UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}.service"
+HOME = "/var/lib/llmfleet"
+
+
+def port_is_free(port: int) -> bool:
+    """False (and the host failed) when another process holds the port."""
+    running = host.get_fact(SystemdStatus).get(f"{UNIT_NAME}.service")
+    listeners = host.get_fact(PortListeners, port=port)
+    if listeners and not running:
+        who = ", ".join(f"{x['process']} (pid {x['pid']})" for x in listeners)
+        fail_host(
+            f"{host.name}: port: {port} is already taken by {who} (fix: stop it or set "
+            f"port to a free one)"
+        )
+        return False
+    return True
+
+
+@deploy("Server")
+def serve_unit(
+    r: Rendered,
+    *,
+    venv: str,
+    user: str,
+    source: str,
+    extra_env: dict[str, str],
+    depends: list[OperationMeta],
+    hardening: bool = True,
+) -> list[OperationMeta]:
+    was_running = bool(host.get_fact(SystemdStatus).get(f"{UNIT_NAME}.service"))
+    server.group(name="Service group", group=user, system=True)
+    server.user(
+        name="Service user (no shell)",
+        user=user,
+        group=user,
+        system=True,
+        home=HOME,
+        shell="/usr/sbin/nologin",
+        ensure_home=False,
+    )
+    files.directory(name="Service home", path=HOME, user=user, group=user, mode="750")
+    files.directory(name="Config directory", path="/etc/llmfleet", mode="755")
+    env = files.put(
+        name="Environment file (0600)",
+        src=StringIO(env_file_text(r, extra_env)),
+        dest=ENV_FILE,
+        user="root",
+        group="root",
+        mode="600",
+    )
+    unit = files.put(
+        name="systemd unit",
+        src=StringIO(
+            unit_text(
+                r,
+                user=user,
+                group=user,
+                venv=venv,
+                env_file=ENV_FILE,
+                working_directory=HOME,
+                release_dir=HOME,
+                source=source,
+                hardening=hardening,
+            )
+        ),
+        dest=UNIT_FILE,
+        mode="644",
+    )
+    systemd.daemon_reload(name="Reload systemd", _if=unit.did_change)
+    changed = [env, unit, *depends]
+    ops = [env, unit]
+    if was_running:
+        ops.append(
+            systemd.service(
+                name="Restart on change",
+                service=f"{UNIT_NAME}.service",
+                restarted=True,
+                _if=any_changed(*changed),
+            )
+        )
+    ops.append(
+        systemd.service(
+            name="Enabled and running", service=f"{UNIT_NAME}.service", running=True, enabled=True
+        )
+    )
+    return ops

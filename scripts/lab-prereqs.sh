@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Debian packages the control machine needs for `llmfleet lab`: debootstrap
+# builds the host rootfs, systemd-nspawn (systemd-container) boots it,
+# iproute2 makes the bridge/netns/veths, openssh-client reaches the hosts.
+# Idempotent and quiet: installs only what is missing, as root, with apt-get
+# (so it uses whatever mirror/proxy this machine's apt is configured with).
+set -euo pipefail
+
+packages=(
+  debootstrap
+  systemd-container
+  iproute2
+  openssh-client
+  debian-archive-keyring
+  ca-certificates
+  curl
+  procps
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lab-prereqs: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "lab-prereqs: apt-get failed installing: ${missing[*]}" >&2
+  exit 1
+fi
+echo "lab-prereqs: installed ${missing[*]}"
