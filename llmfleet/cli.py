@@ -194,28 +194,74 @@ def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
     return 0 if all(p.ok for p in plans) else 2
 
 
+def _lab_table(rows: list[dict]) -> Table:
+    table = Table(title="llmfleet lab")
+    for col in ("name", "address", "running", "ssh"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "-")) for c in ("name", "address", "running", "ssh")))
+    return table
+
+
 def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
     from .lab import lab
 
     if a.lab_cmd == "up":
         state = lab.up(hosts=a.hosts)
-        _print_json(state) if a.json else console.print_json(data=state)
+        if a.json:
+            _print_json(state)
+            return 0
+        console.print(_lab_table(lab.status()))
+        for key, value in sorted((state.get("services") or {}).items()):
+            if key.endswith("_url"):
+                console.print(f"  {key}: {value}", highlight=False)
+        console.print(
+            f"SSH: ssh -F {state['ssh_config']} {state['hosts'][0]['name']}\n"
+            "next: pyinfra inventories/lab.py deploys/serve.py",
+            highlight=False,
+        )
     elif a.lab_cmd == "down":
         lab.down(purge=a.purge)
+    elif a.lab_cmd == "chat":
+        return _lab_chat(a)
     else:
         rows = lab.status()
-        if a.json:
-            _print_json(rows)
-        else:
-            table = Table(title="llmfleet lab")
-            for col in ("name", "address", "running", "ssh"):
-                table.add_column(col)
-            for row in rows:
-                table.add_row(
-                    *(str(row.get(c, "-")) for c in ("name", "address", "running", "ssh"))
-                )
-            console.print(table)
+        _print_json(rows) if a.json else console.print(_lab_table(rows))
     return 0
+
+
+def _lab_chat(a: argparse.Namespace) -> int:
+    """One chat completion per lab host, from the control machine, as a user would."""
+    import time
+
+    import requests
+
+    from .lab.inventory import lab_hosts
+
+    table = Table(title=f"chat: {a.prompt!r}")
+    for col in ("host", "endpoint", "reply", "tokens", "seconds"):
+        table.add_column(col, overflow="fold")
+    failed = 0
+    for name, data in lab_hosts():
+        url = f"http://{data['ssh_hostname']}:{a.port}/v1/chat/completions"
+        body = {
+            "model": a.model,
+            "max_tokens": a.max_tokens,
+            "messages": [{"role": "user", "content": a.prompt}],
+        }
+        start = time.monotonic()
+        try:
+            resp = requests.post(url, json=body, timeout=120)
+            resp.raise_for_status()
+            reply = resp.json()
+            text = reply["choices"][0]["message"].get("content") or ""
+            tokens = str(reply.get("usage", {}).get("completion_tokens", "?"))
+            table.add_row(name, url, repr(text), tokens, f"{time.monotonic() - start:.2f}")
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            failed += 1
+            table.add_row(name, url, f"[red]{exc}[/red]", "-", "-")
+    console.print(table)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,7 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--purge", action="store_true", help="also drop the cached rootfs/wheels")
     st = lsub.add_parser("status", help="hosts, addresses, SSH reachability")
     st.add_argument("--json", action="store_true")
-    for sp in (up, down, st):
+    chat = lsub.add_parser("chat", help="send one chat completion to every lab host's server")
+    chat.add_argument("--prompt", default="Say hello to the fleet.")
+    chat.add_argument("--model", default="tiny", help="served model name (default tiny)")
+    chat.add_argument("--port", type=int, default=8000)
+    chat.add_argument("--max-tokens", type=int, default=16)
+    for sp in (up, down, st, chat):
         sp.set_defaults(func=cmd_lab)
     return p
 

@@ -22,6 +22,7 @@ SCALAR_KEYS = {
     "revision": "model revision (branch, tag or commit) to pull",
     "image": "container image for the docker runtime",
     "runtime": "venv (pinned Python environment) or docker (pinned image)",
+    "model_repo": "Hub repo of the weights instead of the recipe's (same architecture)",
     "venv": "path of the engine's Python environment on the host",
     "hf_home": "Hugging Face cache directory on the host",
     "master_addr": "address of rank 0 for multi-node recipes",
@@ -40,6 +41,7 @@ PREFIXES = {
 class Deployment:
     host_name: str = "-"
     model_path: str | None = None
+    model_repo: str | None = None
     bind: str | None = None
     port: int | None = None
     served_name: str | None = None
@@ -60,9 +62,12 @@ class Deployment:
     def from_host_data(cls, data: dict[str, Any], host_name: str) -> Deployment:
         """Pick the deployment keys out of flat pyinfra host data (other keys are pyinfra's)."""
         keys = set(SCALAR_KEYS) | {"flags", "env", "overlays"}
-        return cls.from_mapping(
-            {k: v for k, v in data.items() if k in keys and v is not None}, host_name
-        )
+        picked = {
+            k: v
+            for k, v in data.items()
+            if v is not None and (k in keys or k.startswith(("flag.", "env.", "overlay.")))
+        }
+        return cls.from_mapping(picked, host_name)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], host_name: str = "-") -> Deployment:

@@ -240,7 +240,7 @@ def render(catalog: Catalog, recipe: Recipe, dep: Deployment, rank: int | None =
     flags = _multinode(flags, table, recipe.nodes, rank, dep, host)
 
     defaults = recipe.deploy_defaults
-    model = dep.model_path or recipe.model["repo"]
+    model = dep.model_path or dep.model_repo or recipe.model["repo"]
     bind = dep.bind or defaults.get("host", "0.0.0.0")
     port = int(dep.port or defaults.get("port", 8000))
     served = dep.served_name or defaults.get("served_name") or recipe.model["repo"]
@@ -292,7 +292,7 @@ def render(catalog: Catalog, recipe: Recipe, dep: Deployment, rank: int | None =
         unset_env=list(recipe.unset_env),
         env_scripts=list(recipe.env_scripts),
         runtime=runtime,
-        model_repo=recipe.model["repo"],
+        model_repo=dep.model_repo or recipe.model["repo"],
         revision=str(dep.revision or recipe.model.get("revision", "main")),
         served_name=served,
         host=bind,

@@ -8,7 +8,7 @@ and the catalog is checked here, for every host, before pyinfra connects.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import Catalog, CatalogError, Hardware, Recipe
@@ -166,7 +166,8 @@ def plan_host(
         dep = Deployment.from_host_data(data, host_name=name)
         plan.rendered = render(catalog, recipe, dep)
     except ValidationError as exc:
-        problems.extend(exc.problems)
+        # rendering does not know host names: put this host's name on what it found
+        problems.extend(replace(p, host=name) if p.host == "-" else p for p in exc.problems)
         return plan
     except CatalogError as exc:
         problems.append(Problem(name, "overlays", str(exc)))

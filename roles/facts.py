@@ -9,18 +9,33 @@ from pyinfra.api import FactBase
 
 
 class PortListeners(FactBase):
-    """Processes listening on a TCP port: ``[{"process": ..., "pid": ...}]``."""
+    """Processes listening on a TCP port that do not belong to ``unit``.
 
-    def command(self, port: int) -> str:
-        return f"ss -Htlnp 'sport = :{int(port)}' 2>/dev/null || true"
+    ``[{"process": ..., "pid": ..., "line": ...}]``; a listener inside the
+    unit's own cgroup (our server, already running there) is not a clash.
+    """
+
+    def command(self, port: int, unit: str) -> str:
+        # /proc/PID/cgroup names the unit on cgroup v1, v2 and hybrid hosts alike
+        return (
+            f"out=$(ss -Htlnp 'sport = :{int(port)}' 2>/dev/null); "
+            'printf "%s\\n" "$out"; '
+            "for p in $(printf '%s' \"$out\" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do "
+            f'grep -qs "/{unit}$" /proc/$p/cgroup && echo "owned $p"; done; true'
+        )
 
     def process(self, output: list[str]) -> list[dict[str, str]]:
+        owned = {line.split()[1] for line in output if line.startswith("owned ")}
         out = []
         for line in output:
+            if line.startswith("owned ") or not line.strip():
+                continue
             users = line.split("users:", 1)[1] if "users:" in line else ""
             name = users.split('"')[1] if '"' in users else "unknown"
-            pid = users.split("pid=")[1].split(",")[0] if "pid=" in users else "?"
-            out.append({"process": name, "pid": pid, "line": line.strip()})
+            pids = [p.split(",")[0].rstrip(")") for p in users.split("pid=")[1:]]
+            if pids and all(p in owned for p in pids):
+                continue
+            out.append({"process": name, "pid": ",".join(pids) or "?", "line": line.strip()})
         return out
 
     def default(self) -> list:

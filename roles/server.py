@@ -28,10 +28,9 @@ HOME = "/var/lib/llmfleet"
 
 
 def port_is_free(port: int) -> bool:
-    """False (and the host failed) when another process holds the port."""
-    running = host.get_fact(SystemdStatus).get(f"{UNIT_NAME}.service")
-    listeners = host.get_fact(PortListeners, port=port)
-    if listeners and not running:
+    """False (and the host failed) when a process outside our unit holds the port."""
+    listeners = host.get_fact(PortListeners, port=port, unit=f"{UNIT_NAME}.service")
+    if listeners:
         who = ", ".join(f"{x['process']} (pid {x['pid']})" for x in listeners)
         fail_host(
             f"{host.name}: port: {port} is already taken by {who} (fix: stop it or set "

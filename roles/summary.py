@@ -26,7 +26,9 @@ def register(title: str) -> None:
         return
     _registered = True
     state = ctx_state.get()
-    atexit.register(_print, state, title)
+    # --limit: only the hosts this run targets belong in the table
+    limit = state.limit_hosts if isinstance(state.limit_hosts, list) else None
+    atexit.register(_print, state, title, limit)
 
 
 def _status(state, host) -> tuple[str, str]:
@@ -49,12 +51,17 @@ def _status(state, host) -> tuple[str, str]:
     return "[red]unhealthy[/red]", str(result.get("error", result))
 
 
-def _print(state, title: str) -> None:
+def _print(state, title: str, limit: list | None = None) -> None:
     table = Table(title=f"{title}: {time.time() - _STARTED:.0f}s")
     for col in ("host", "recipe", "model", "status", "detail"):
         table.add_column(col, overflow="fold")
     for host in state.inventory:
+        if limit is not None and host not in limit:
+            continue
         info = PLANNED.get(host.name, {})
         status, detail = _status(state, host)
         table.add_row(host.name, info.get("recipe", "-"), info.get("model", "-"), status, detail)
-    Console(stderr=False).print(table)
+    console = Console()
+    if not console.is_terminal:  # logs and CI: do not fold host names and errors at 80
+        console.width = max(console.width, 160)
+    console.print(table)

@@ -1,0 +1,278 @@
+"""The serve deploy end to end: ``pyinfra inventories/lab.py deploys/serve.py`` against
+real lab hosts (systemd-nspawn, SSH with strict host keys), vLLM on CPU under systemd.
+
+Everything is checked on the hosts themselves over SSH: the unit, its user,
+the environment file's mode, argv and the token, the endpoint, and that a
+second run changes nothing.  Bad input must fail the host it belongs to with
+a message naming host and setting, and touch nothing.
+
+Takes over *the* lab (default state dir), like the other lab tests, and
+takes it down at the end.  About 5 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmfleet.lab import hosts, lab
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "hf_llmfleetTestToken0123456789"  # a fake token; it must never show on a host
+UNIT = "llmfleet-serve.service"
+
+
+class Run:
+    """One pyinfra run: exit code, output, and the Results table's grand total."""
+
+    def __init__(self, proc: subprocess.CompletedProcess, seconds: float) -> None:
+        self.rc, self.out, self.seconds = proc.returncode, proc.stdout + proc.stderr, seconds
+        m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", self.out)
+        self.total = m.groups() if m else None
+
+    @property
+    def changed(self) -> int:
+        assert self.total, f"no results table in:\n{self.out[-3000:]}"
+        return 0 if self.total[1] == "-" else int(self.total[1])
+
+    def __repr__(self) -> str:
+        return f"Run(rc={self.rc}, total={self.total})\n{self.out[-4000:]}"
+
+
+def deploy(*args: str, inventory: str = "inventories/lab.py", token: bool = True) -> Run:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    if token:
+        env["HF_TOKEN"] = TOKEN
+    env["COLUMNS"] = "200"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory, "deploys/serve.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    return Run(proc, time.monotonic() - start)
+
+
+def ssh(host: dict[str, Any], command: str) -> str:
+    proc = subprocess.run(hosts.ssh_argv(host, command), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{host['name']}: `{command}`: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def unit_prop(host: dict[str, Any], prop: str) -> str:
+    return ssh(host, f"systemctl show -p {prop} --value {UNIT}")
+
+
+@pytest.fixture(scope="module")
+def lab_state() -> Iterator[dict[str, Any]]:
+    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
+    try:
+        yield lab.up(hosts=2)
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def first(lab_state: dict[str, Any]) -> Run:
+    run = deploy()
+    print(f"first serve deploy on {len(lab_state['hosts'])} lab hosts: {run.seconds:.0f}s")
+    assert run.rc == 0, run
+    return run
+
+
+@pytest.fixture(scope="module")
+def lab1(lab_state: dict[str, Any]) -> dict[str, Any]:
+    return lab_state["hosts"][0]
+
+
+@pytest.fixture(scope="module")
+def lab2(lab_state: dict[str, Any]) -> dict[str, Any]:
+    return lab_state["hosts"][1]
+
+
+def test_first_run_serves_on_every_host(first: Run, lab_state: dict[str, Any]) -> None:
+    assert first.changed > 0
+    for host in lab_state["hosts"]:
+        assert re.search(rf"│ {host['name']}\s+│ lab-cpu-vllm-tiny .*│ healthy", first.out), first
+
+
+def test_unit_is_active_enabled_and_runs_as_the_service_user(
+    first: Run, lab_state: dict[str, Any]
+) -> None:
+    for host in lab_state["hosts"]:
+        assert ssh(host, f"systemctl is-active {UNIT}") == "active"
+        assert ssh(host, f"systemctl is-enabled {UNIT}") == "enabled"
+        assert unit_prop(host, "User") == "llmfleet"
+        assert unit_prop(host, "Restart") == "on-failure"
+        pid = unit_prop(host, "MainPID")
+        assert ssh(host, f"ps -o user= -p {pid}") == "llmfleet"
+        # the service user cannot log in
+        assert ssh(host, "getent passwd llmfleet").endswith(":/usr/sbin/nologin")
+        # logs go to journald
+        assert "Application startup complete" in ssh(host, f"journalctl -u {UNIT} -o cat")
+
+
+def test_env_file_is_0600_and_the_token_is_nowhere_in_sight(
+    first: Run, lab_state: dict[str, Any]
+) -> None:
+    assert TOKEN not in first.out
+    for host in lab_state["hosts"]:
+        assert ssh(host, "stat -c '%a %U' /etc/llmfleet/serve.env") == "600 root"
+        env = ssh(host, "cat /etc/llmfleet/serve.env")
+        assert "VLLM_CPU_KVCACHE_SPACE=1" in env
+        # the token reached the host only as a root-only file, for the pull
+        assert ssh(host, "stat -c '%a %U' /etc/llmfleet/hf-token") == "600 root"
+        assert ssh(host, "cat /etc/llmfleet/hf-token") == TOKEN
+        for where in (
+            "ps -eo args",
+            f"systemctl show {UNIT}",
+            f"cat /etc/systemd/system/{UNIT} /etc/llmfleet/serve.env",
+            "journalctl --no-pager -o cat",
+        ):
+            assert TOKEN not in ssh(host, where), f"{host['name']}: token shows in `{where}`"
+
+
+def test_argv_is_the_recipe_with_the_pinned_snapshot(first: Run, lab1: dict[str, Any]) -> None:
+    args = ssh(lab1, f"ps -o args= -p {unit_prop(lab1, 'MainPID')}")
+    commit = json.loads(ssh(lab1, "cat /var/lib/llmfleet/hf/llmfleet/*.complete"))["revision"]
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    assert (
+        f"--model /var/lib/llmfleet/hf/hub/models--llmfleet-lab--tiny-qwen2/snapshots/{commit}"
+        in args
+    )
+    for flag in (
+        "--served-model-name tiny",
+        "--port 8000",
+        "--max-model-len 512",
+        "--max-num-seqs 4",
+        "--enforce-eager",
+        "--dtype bfloat16",
+    ):
+        assert flag in args
+
+
+def test_endpoint_answers_a_chat_completion(first: Run, lab_state: dict[str, Any]) -> None:
+    for host in lab_state["hosts"]:
+        body = json.dumps(
+            {"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello"}]}
+        ).encode()
+        req = urllib.request.Request(
+            f"http://{host['address']}:8000/v1/chat/completions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            reply = json.loads(resp.read())
+        assert reply["model"] == "tiny"
+        assert reply["usage"]["completion_tokens"] == 4
+
+
+def test_second_run_changes_nothing_and_does_not_restart(
+    first: Run, lab_state: dict[str, Any]
+) -> None:
+    pids = [unit_prop(h, "MainPID") for h in lab_state["hosts"]]
+    again = deploy()
+    assert again.rc == 0, again
+    assert again.changed == 0, again
+    assert "already serving (no change, not restarted)" in again.out
+    assert [unit_prop(h, "MainPID") for h in lab_state["hosts"]] == pids
+
+
+def test_changed_flag_restarts_that_host_once(
+    first: Run, lab1: dict[str, Any], lab2: dict[str, Any]
+) -> None:
+    before = {h["name"]: unit_prop(h, "MainPID") for h in (lab1, lab2)}
+    changed = deploy("--limit", "lab1", "--data", "flag.--max-num-seqs=2")
+    assert changed.rc == 0, changed
+    assert re.search(r"Restart on change\s+1\s+1\s", changed.out), changed
+    assert "--max-num-seqs 2" in ssh(lab1, f"ps -o args= -p {unit_prop(lab1, 'MainPID')}")
+    assert unit_prop(lab1, "MainPID") != before["lab1"]
+    assert unit_prop(lab1, "NRestarts") == "0"  # restarted by us, not crashing
+    assert unit_prop(lab2, "MainPID") == before["lab2"]
+    same = deploy("--limit", "lab1", "--data", "flag.--max-num-seqs=2")
+    assert same.changed == 0, same
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            "recipe=lab-cpu-vlm-tiny",
+            "lab2: recipe: unknown recipe 'lab-cpu-vlm-tiny': did you mean lab-cpu-vllm-tiny",
+        ),
+        (
+            "revision=does-not-exist",
+            "lab2: revision 'does-not-exist' of llmfleet-lab/tiny-qwen2 does not exist on "
+            "http://10.213.0.1:8090",
+        ),
+        (
+            "model_repo=llmfleet-lab/no-such-model",
+            "lab2: model repo llmfleet-lab/no-such-model not found on http://10.213.0.1:8090",
+        ),
+        ("flag.max-num-seqs=2", "lab2: flag.max-num-seqs: is not a flag"),
+    ],
+)
+def test_bad_input_fails_clearly_and_touches_nothing(
+    first: Run, lab2: dict[str, Any], data: str, message: str
+) -> None:
+    unit_before = ssh(lab2, f"md5sum /etc/systemd/system/{UNIT}")
+    pid = unit_prop(lab2, "MainPID")
+    run = deploy("--limit", "lab2", "--data", data)
+    assert run.rc != 0
+    assert message in run.out, run
+    assert "Error: executed 0 commands" in run.out
+    assert ssh(lab2, f"md5sum /etc/systemd/system/{UNIT}") == unit_before
+    assert unit_prop(lab2, "MainPID") == pid
+
+
+def test_port_taken_by_another_process_fails_that_host(first: Run, lab2: dict[str, Any]) -> None:
+    ssh(
+        lab2,
+        "systemd-run --unit port-squatter python3 -m http.server 9000 "
+        "&& for i in $(seq 50); do ss -Htln 'sport = :9000' | grep -q . && break; "
+        "sleep 0.1; done",
+    )
+    try:
+        run = deploy("--limit", "lab2", "--data", "port=9000")
+    finally:
+        ssh(lab2, "systemctl stop port-squatter")
+    assert run.rc != 0
+    assert re.search(r"lab2: port: 9000 is already taken by python3 \(pid \d+\)", run.out), run
+    assert "--port 8000" in ssh(lab2, f"cat /etc/systemd/system/{UNIT}")
+
+
+def test_unreachable_host_is_named_and_the_others_finish(
+    first: Run, tmp_path: Path, lab_state: dict[str, Any]
+) -> None:
+    inventory = tmp_path / "with_ghost.py"
+    inventory.write_text(
+        textwrap.dedent("""\
+        from llmfleet.lab.inventory import lab_hosts
+
+        _hosts = lab_hosts()
+        lab = _hosts + [("ghost", {**_hosts[0][1], "ssh_hostname": "10.213.0.99",
+                                   "ssh_connect_timeout": 3})]
+    """)
+    )
+    run = deploy(inventory=str(inventory))
+    assert run.rc != 0
+    assert "[ghost] Could not connect" in run.out
+    assert re.search(r"│ ghost\s+│.*│ unreachable", run.out), run
+    for host in lab_state["hosts"]:
+        assert re.search(rf"│ {host['name']}\s+│.*│ healthy", run.out), run
