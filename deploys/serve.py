@@ -19,7 +19,7 @@ from roles.engine import engine_env, engine_spec, venv_path
 from roles.health import health
 from roles.plan import ServePlan, current, fail_host
 from roles.server import port_is_free, serve_unit
-from roles.weights import resolve_commit, snapshot_dir, weights
+from roles.weights import resolve_commit, snapshot_dir, weights, weights_options
 
 
 def serve(plan: ServePlan) -> None:
@@ -43,9 +43,10 @@ def serve(plan: ServePlan) -> None:
         repo=rendered.model_repo,
         commit=commit,
         hf_home=dep.hf_home,
-        python=f"{venv}/bin/python",
         endpoint=endpoint,
+        source=spec.source,
         ops=changed,
+        **weights_options(data),
     )
     extra_env = (
         {"HF_HUB_OFFLINE": "1", "HF_HOME": dep.hf_home} if rendered.runtime == "venv" else {}

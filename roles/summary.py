@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .health import RESULTS
+from .weights import RESULTS as PULLS
+from .weights import _human
 
 PLANNED: dict[str, dict[str, str]] = {}
 _STARTED = time.time()
@@ -39,6 +41,8 @@ def _status(state, host) -> tuple[str, str]:
         detail = result.get("error", "") if result else "an operation failed (see above)"
         return "[red]failed[/red]", detail
     if not result:
+        if host.name in PLANNED:
+            return "[green]ok[/green]", ""
         return "[yellow]not checked[/yellow]", ""
     if result.get("ok"):
         reply = result.get("reply")
@@ -53,15 +57,34 @@ def _status(state, host) -> tuple[str, str]:
 
 def _print(state, title: str, limit: list | None = None) -> None:
     table = Table(title=f"{title}: {time.time() - _STARTED:.0f}s")
-    for col in ("host", "recipe", "model", "status", "detail"):
+    for col in ("host", "recipe", "model", "weights", "status", "detail"):
         table.add_column(col, overflow="fold")
     for host in state.inventory:
         if limit is not None and host not in limit:
             continue
         info = PLANNED.get(host.name, {})
         status, detail = _status(state, host)
-        table.add_row(host.name, info.get("recipe", "-"), info.get("model", "-"), status, detail)
+        table.add_row(
+            host.name,
+            info.get("recipe", "-"),
+            info.get("model", "-"),
+            _weights(host.name, info),
+            status,
+            detail,
+        )
     console = Console()
     if not console.is_terminal:  # logs and CI: do not fold host names and errors at 80
         console.width = max(console.width, 160)
     console.print(table)
+
+
+def _weights(name: str, info: dict[str, str]) -> str:
+    pull = PULLS.get(name)
+    if pull:
+        again = f", re-fetched {', '.join(pull['refetched'])}" if pull.get("refetched") else ""
+        return f"pulled {_human(pull.get('bytes', 0))} in {pull['wall']}s{again}"
+    return (
+        "cached (verified)"
+        if info.get("weights") == "verified"
+        else ("cached" if "model" in info else "-")
+    )

@@ -1,29 +1,42 @@
 """Weights role: one pinned snapshot per (repo, commit) in the host's shared cache.
 
-The revision is resolved to a commit hash once, on the control node, so every
-host pulls exactly the same bytes even while ``main`` moves.  The token comes
-only from the control node's environment (HF_TOKEN) or a secret file
-(HF_TOKEN_FILE) and reaches the host as a 0600 file, never in argv or logs.
+The revision is resolved to a commit hash once, on the control node (see
+``llmfleet.hubapi``), so every host pulls exactly the same bytes even while
+``main`` moves.  The pull itself runs on the host from a small tool venv with
+huggingface_hub (the engine's venv may not exist: docker runtime, or weights
+pulled before the engine), resumes where an interrupted pull stopped, and
+verifies against the Hub's sizes and checksums.  Whether anything needs doing
+is a fact read from the host (the manifest in the completion marker checked
+against the files on disk), so a whole snapshot means no operation at all.
+
+The token comes only from the control node (HF_TOKEN or HF_TOKEN_FILE) and
+reaches the host as a 0600 file, never in argv, logs or the unit.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import time
 from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, server
+from pyinfra.operations import files, python
 
 from llmfleet.hubapi import control_token, resolve_commit  # noqa: F401 (re-exported)
 
-from .facts import TextFile
+from .pyenvs import TOOLS_DIR, PackageSource, ensure_venv
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "files" / "scripts"
+SCRIPT = Path(__file__).resolve().parent.parent / "files" / "scripts" / "llmfleet-fetch.py"
+HOST_SCRIPT = "/opt/llmfleet/bin/llmfleet-fetch.py"
 TOKEN_PATH = "/etc/llmfleet/hf-token"
+HUB_VENV = f"{TOOLS_DIR}/hub"
+HUB_REQUIREMENT = "huggingface_hub>=0.34"
+RESULTS: dict[str, dict] = {}
 
 
 def snapshot_dir(hf_home: str, repo: str, commit: str) -> str:
@@ -35,32 +48,163 @@ def marker_path(hf_home: str, repo: str, commit: str) -> str:
     return f"{hf_home}/llmfleet/{safe}@{commit}.complete"
 
 
+class SnapshotState(FactBase):
+    """``{"ok": bool, "bad": {file: why}}`` from the host's marker and files.
+
+    Runs the fetch script's stdlib-only ``check`` through python3's stdin, so
+    it works before anything of ours is installed on the host.
+    """
+
+    def command(self, marker: str, hashes: bool = False) -> str:
+        args = f"check --marker {shlex.quote(marker)}" + (" --hashes" if hashes else "")
+        return f"python3 - {args} <<'LLMFLEET_EOF'\n{SCRIPT.read_text()}\nLLMFLEET_EOF"
+
+    def process(self, output: list[str]) -> dict:
+        try:
+            return json.loads(output[-1])
+        except (ValueError, IndexError):
+            return {"ok": False, "why": "\n".join(output)}
+
+
+def pull_command(
+    repo: str,
+    commit: str,
+    hf_home: str,
+    marker: str,
+    *,
+    endpoint: str | None,
+    token: bool,
+    workers: int,
+    include: list[str],
+    verify: bool,
+    progress: str,
+) -> str:
+    env = {
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_XET_HIGH_PERFORMANCE": "1",
+    }
+    if endpoint:
+        env["HF_ENDPOINT"] = endpoint
+    if token:
+        env["HF_TOKEN_PATH"] = TOKEN_PATH
+    q = shlex.quote
+    args = [
+        f"{HUB_VENV}/bin/python",
+        HOST_SCRIPT,
+        "pull",
+        "--repo",
+        q(repo),
+        "--revision",
+        commit,
+        "--cache-dir",
+        q(f"{hf_home}/hub"),
+        "--marker",
+        q(marker),
+        "--workers",
+        str(int(workers)),
+        "--progress",
+        q(progress),
+    ]
+    args += [a for pattern in include for a in ("--include", q(pattern))]
+    if verify:
+        args.append("--verify")
+    return " ".join([*(f"{k}={q(v)}" for k, v in env.items()), *args])
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None:
+    """Start the pull detached on the host, then print its progress until it ends.
+
+    Detached so a dropped SSH connection does not kill a multi-hour pull; the
+    next run resumes or finds it done.  Raises with the script's own error.
+    """
+    q = shlex.quote
+    log, rc, prog = f"{run_dir}/pull.log", f"{run_dir}/pull.rc", f"{run_dir}/progress.json"
+    start = (
+        f"mkdir -p {q(run_dir)} && rm -f {q(rc)} {q(prog)} && "
+        f"nohup sh -c {q(f'{command} > {log} 2>&1; echo $? > {rc}')} "
+        ">/dev/null 2>&1 &"
+    )
+    ok, out = host.run_shell_command(start)
+    if not ok:
+        raise RuntimeError(f"{host.name}: could not start the pull: {out.stderr}")
+    began, last = time.monotonic(), ""
+    while True:
+        time.sleep(poll)
+        _, out = host.run_shell_command(
+            f"echo rc=$(cat {q(rc)} 2>/dev/null); cat {q(prog)} 2>/dev/null"
+        )
+        lines = out.stdout.strip().splitlines()
+        code = lines[0][3:].strip() or None if lines and lines[0].startswith("rc=") else None
+        try:
+            p = json.loads(lines[1]) if len(lines) > 1 else None
+        except ValueError:
+            p = None
+        if isinstance(p, dict) and {"done", "total", "rate"} <= set(p):
+            eta = f"{p['eta']:.0f}s" if p.get("eta") is not None else "?"
+            line = (
+                f"    [{host.name}] {label}: {_human(p['done'])} of {_human(p['total'])}"
+                f" at {_human(p['rate'])}/s, ETA {eta}"
+            )
+            if line != last:
+                print(line, flush=True)
+                last = line
+        if code is not None:
+            break
+    _, out = host.run_shell_command(f"tail -n 20 {q(log)}")
+    tail = out.stdout.strip()
+    if code != "0":
+        raise RuntimeError(f"{host.name}: weights: pull of {label} failed (exit {code}):\n{tail}")
+    summary = tail.splitlines()[-1] if tail else "{}"
+    try:
+        RESULTS[host.name] = {**json.loads(summary), "wall": round(time.monotonic() - began, 1)}
+    except ValueError:
+        RESULTS[host.name] = {"wall": round(time.monotonic() - began, 1)}
+
+
+def weights_options(data: dict) -> dict:
+    """Host data knobs of the pull: ``weights_workers``, ``weights_include`` (glob list),
+    ``weights_verify`` (checksums every run), ``hub_requirement`` (the tool venv's pin)."""
+    include = data.get("weights_include") or []
+    return {
+        "workers": int(data.get("weights_workers") or 8),
+        "include": [include] if isinstance(include, str) else list(include),
+        "verify": str(data.get("weights_verify", "false")).lower() in ("1", "true", "yes"),
+        "hub_requirement": data.get("hub_requirement") or HUB_REQUIREMENT,
+    }
+
+
 @deploy("Model weights")
 def weights(
     repo: str,
     commit: str,
     hf_home: str,
-    python: str,
     endpoint: str | None,
+    source: PackageSource,
     ops: list[OperationMeta],
     workers: int = 8,
+    include: list[str] | None = None,
+    verify: bool = False,
+    hub_requirement: str = HUB_REQUIREMENT,
 ) -> None:
     marker = marker_path(hf_home, repo, commit)
-    if host.get_fact(TextFile, path=marker):
+    state = host.get_fact(SnapshotState, marker=marker, hashes=verify)
+    if state.get("ok"):
         return
-    token = control_token()
+    if state.get("bad"):
+        print(f"    [{host.name}] weights: {repo}@{commit[:12]} needs repair: {state['bad']}")
+    ensure_venv("Hub tools", HUB_VENV, [hub_requirement], source, ops, parent=TOOLS_DIR)
     ops.append(files.directory(name="Weights cache", path=f"{hf_home}/llmfleet", mode="755"))
-    ops.append(
-        files.put(
-            name="Fetch script",
-            src=str(SCRIPTS / "llmfleet-fetch.py"),
-            dest="/opt/llmfleet/bin/llmfleet-fetch.py",
-            mode="755",
-        )
-    )
-    env = {"HF_HUB_DISABLE_TELEMETRY": "1"}
-    if endpoint:
-        env["HF_ENDPOINT"] = endpoint
+    ops.append(files.put(name="Fetch script", src=str(SCRIPT), dest=HOST_SCRIPT, mode="755"))
+    token = control_token()
     if token:
         ops.append(
             files.put(
@@ -72,11 +216,24 @@ def weights(
                 group="root",
             )
         )
-        env["HF_TOKEN_PATH"] = TOKEN_PATH
-    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    cmd = (
-        f"{prefix} {python} /opt/llmfleet/bin/llmfleet-fetch.py --repo {shlex.quote(repo)} "
-        f"--revision {commit} --cache-dir {hf_home}/hub --marker {marker} "
-        f"--workers {int(workers)}"
+    command = pull_command(
+        repo,
+        commit,
+        hf_home,
+        marker,
+        endpoint=endpoint,
+        token=bool(token),
+        workers=workers,
+        include=list(include or []),
+        verify=verify or bool(state.get("bad")),
+        progress=f"{hf_home}/llmfleet/run/progress.json",
     )
-    ops.append(server.shell(name=f"Pull {repo}@{commit[:12]}", commands=[cmd]))
+    ops.append(
+        python.call(
+            name=f"Pull {repo}@{commit[:12]}",
+            function=_run_pull,
+            command=command,
+            run_dir=f"{hf_home}/llmfleet/run",
+            label=f"{repo}@{commit[:12]}",
+        )
+    )

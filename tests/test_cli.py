@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from conftest import cli
+
 from llmfleet.cli import main
 
 
@@ -105,19 +107,18 @@ def test_plan_reads_a_pyinfra_inventory_with_group_data(tmp_path, capsys, monkey
     (tmp_path / "group_data" / "h100s.py").write_text(
         'hardware = "h100"\nrecipe = "vllm-h200-bf16-text"\n'
     )
-    monkeypatch.chdir(tmp_path)
-    rc, out, err = run(capsys, "plan", "fleet.py", "--json")
+    rc, out, err = cli("plan", "fleet.py", "--json", cwd=tmp_path)
     rows = {r["host"]: r for r in json.loads(out)}
     assert rc == 2
     assert not rows["gpu1"]["ok"]
     assert [p["field"] for p in rows["gpu1"]["problems"] if p["severity"] == "error"] == ["memory"]
     assert rows["gpu2"]["ok"] and rows["gpu2"]["memory"]["fits"]
-    rc, out, err = run(capsys, "plan", "fleet.py")
+    rc, out, err = cli("plan", "fleet.py", cwd=tmp_path)
     assert "gpu1: memory:" in err and "nothing was connected to" in out
 
 
 def test_plan_missing_inventory(capsys) -> None:
-    rc, _, err = run(capsys, "plan", "does-not-exist.py")
+    rc, _, err = cli("plan", "does-not-exist.py")
     assert rc == 2 and "no such file" in err
 
 

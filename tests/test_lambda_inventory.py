@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from llmfleet import lambda_cloud
-from llmfleet.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,11 +110,16 @@ def test_plain_host_list() -> None:
 
 
 def test_plan_over_the_lambda_inventory_uses_group_defaults(monkeypatch, capsys) -> None:
-    monkeypatch.chdir(REPO)
     monkeypatch.delenv("LAMBDA_API_KEY", raising=False)
-    monkeypatch.setenv("LLMFLEET_HOSTS", "10.0.0.1:b200 10.0.0.2:h100")
-    assert main(["plan", "inventories/lambda.py", "--json"]) == 0
-    rows = {r["host"]: r for r in json.loads(capsys.readouterr().out)}
+    rc, out, err = cli(
+        "plan",
+        "inventories/lambda.py",
+        "--json",
+        cwd=REPO,
+        env={"LLMFLEET_HOSTS": "10.0.0.1:b200 10.0.0.2:h100"},
+    )
+    assert rc == 0, err
+    rows = {r["host"]: r for r in json.loads(out)}
     assert rows["10.0.0.1"]["recipe"] == "lambda-b200-vllm"
     assert rows["10.0.0.2"]["recipe"] == "vllm-h200-fp8-text-dp-ep"
     assert rows["10.0.0.2"]["memory"]["fits"]

@@ -1,58 +1,211 @@
 #!/usr/bin/env python3
 """Pull one pinned model snapshot into the shared Hugging Face cache on this host.
 
-Runs on the host with the engine environment's Python (huggingface_hub is an
-engine dependency).  The token never appears in argv: huggingface_hub reads
-it from HF_TOKEN_PATH, a 0600 file the role writes.  A marker file is written
-only after the whole snapshot is present, so an interrupted pull is resumed,
-never mistaken for a finished one.
+    llmfleet-fetch.py pull  --repo R --revision COMMIT --cache-dir D --marker M [--verify]
+    llmfleet-fetch.py check --marker M [--hashes]
+
+``pull`` runs with a Python that has huggingface_hub; ``check`` needs only the
+standard library (it runs as a pyinfra fact with the host's python3, before
+anything is installed).  The marker, written last, holds the manifest (size,
+git blob id, LFS sha256 per file) taken from the Hub, so later checks need no
+network and a half-finished pull is never mistaken for a finished one.
+
+Why each step:
+- the manifest first: a disk-space check needs the sizes, and verification
+  needs the Hub's own checksums (sizes alone miss same-size corruption);
+- snapshot_download resumes ``.incomplete`` files and skips complete blobs,
+  so an interrupted pull continues where it stopped;
+- sizes are checked always, hashes on request or when a size was wrong: a bad
+  file is deleted and fetched again, once; still bad is an error;
+- the token never appears in argv: huggingface_hub reads HF_TOKEN_PATH, a
+  0600 file written by the role.
 """
 
+from __future__ import annotations
+
 import argparse
+import fnmatch
+import hashlib
 import json
 import os
+import shutil
 import sys
+import threading
 import time
+
+CHUNK = 8 << 20
+
+
+def git_blob_sha1(path: str) -> str:
+    h = hashlib.sha1()
+    h.update(b"blob %d\0" % os.path.getsize(path))
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bad_files(snapshot: str, files: dict, hashes: bool) -> dict[str, str]:
+    """{path: why} for files missing, of the wrong size, or (with hashes) the wrong content."""
+    bad = {}
+    for name, meta in sorted(files.items()):
+        path = os.path.join(snapshot, name)
+        if not os.path.isfile(path):
+            bad[name] = "missing"
+            continue
+        size = os.path.getsize(path)
+        if size != meta["size"]:
+            bad[name] = f"size {size} != {meta['size']}"
+        elif hashes and meta.get("sha256") and sha256(path) != meta["sha256"]:
+            bad[name] = "sha256 differs from the Hub's LFS checksum"
+        elif hashes and not meta.get("sha256") and meta.get("blob_id") \
+                and git_blob_sha1(path) != meta["blob_id"]:
+            bad[name] = "git blob id differs from the Hub's"
+    return bad
+
+
+def check(a: argparse.Namespace) -> int:
+    try:
+        with open(a.marker) as fh:
+            marker = json.load(fh)
+    except (OSError, ValueError):
+        print(json.dumps({"ok": False, "why": "no complete pull recorded"}))
+        return 0
+    bad = bad_files(marker["path"], marker["files"], a.hashes)
+    print(json.dumps({"ok": not bad, "bad": bad, "bytes": marker.get("bytes")}))
+    return 0
+
+
+def manifest(api, repo: str, commit: str, include: list[str]) -> dict[str, dict]:
+    from huggingface_hub.hf_api import RepoFile
+
+    files = {}
+    for item in api.list_repo_tree(repo, revision=commit, recursive=True):
+        if not isinstance(item, RepoFile):
+            continue
+        if include and not any(fnmatch.fnmatch(item.path, p) for p in include):
+            continue
+        files[item.path] = {"size": item.size, "blob_id": item.blob_id,
+                            "sha256": item.lfs.sha256 if item.lfs else None}
+    return files
+
+
+class Progress(threading.Thread):
+    """Writes {"done", "total", "rate", "eta"} to a JSON file every second."""
+
+    def __init__(self, blobs: str, start_bytes: int, total: int, path: str | None) -> None:
+        super().__init__(daemon=True)
+        self.blobs, self.base, self.total, self.path = blobs, start_bytes, total, path
+        self.stop = threading.Event()
+
+    def on_disk(self) -> int:
+        try:
+            return sum(e.stat().st_size for e in os.scandir(self.blobs) if e.is_file())
+        except OSError:
+            return 0
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while not self.stop.wait(1.0):
+            done = self.on_disk()
+            rate = max(done - self.base, 0) / max(time.monotonic() - start, 1e-3)
+            eta = (self.total - done) / rate if rate > 0 else None
+            if self.path:
+                tmp = self.path + ".tmp"
+                with open(tmp, "w") as fh:
+                    json.dump({"done": done, "total": self.total, "rate": rate, "eta": eta}, fh)
+                os.replace(tmp, self.path)
+
+
+def pull(a: argparse.Namespace) -> int:
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+
+    endpoint = os.environ.get("HF_ENDPOINT", "the Hugging Face Hub")
+    where = f"{a.repo}@{a.revision[:12]} from {endpoint}"
+    start = time.time()
+    try:
+        files = manifest(HfApi(), a.repo, a.revision, a.include)
+    except Exception as exc:  # the message is what the operator needs; keep it whole
+        print(f"llmfleet-fetch: cannot list {where}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
+    total = sum(m["size"] for m in files.values())
+    repo_dir = os.path.join(a.cache_dir, "models--" + a.repo.replace("/", "--"))
+    blobs = os.path.join(repo_dir, "blobs")
+    os.makedirs(a.cache_dir, exist_ok=True)
+    have = Progress(blobs, 0, total, None).on_disk()
+    free = shutil.disk_usage(a.cache_dir).free
+    if total - have > free:
+        print(f"llmfleet-fetch: {where} needs {(total - have) / 1e9:.1f} GB more in "
+              f"{a.cache_dir}, only {free / 1e9:.1f} GB free", file=sys.stderr)
+        return 3
+    progress = Progress(blobs, have, total, a.progress)
+    progress.start()
+    try:
+        path = snapshot_download(repo_id=a.repo, revision=a.revision, cache_dir=a.cache_dir,
+                                 max_workers=a.workers,
+                                 allow_patterns=a.include or None)
+        bad = bad_files(path, files, a.verify)
+        if bad and not a.verify:  # a wrong size: look closer at everything
+            bad = bad_files(path, files, True)
+        for name in bad:
+            print(f"llmfleet-fetch: {name}: {bad[name]}; fetching it again", file=sys.stderr)
+            target = os.path.realpath(os.path.join(path, name))
+            for p in (target, os.path.join(path, name)):
+                if os.path.lexists(p):
+                    os.remove(p)
+            hf_hub_download(a.repo, name, revision=a.revision, cache_dir=a.cache_dir,
+                            force_download=True)
+        still = bad_files(path, files, True) if bad else {}
+    except Exception as exc:
+        print(f"llmfleet-fetch: {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        progress.stop.set()
+    if still:
+        print(f"llmfleet-fetch: {where}: still corrupt after a second fetch: {still}",
+              file=sys.stderr)
+        return 4
+    marker = {"repo": a.repo, "revision": a.revision, "path": path, "bytes": total,
+              "files": files, "verified": bool(a.verify or bad), "refetched": sorted(bad),
+              "seconds": round(time.time() - start, 1)}
+    os.makedirs(os.path.dirname(a.marker), exist_ok=True)
+    tmp = a.marker + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(marker, fh)
+    os.replace(tmp, a.marker)
+    print(json.dumps({k: marker[k] for k in ("path", "bytes", "seconds", "refetched")}))
+    return 0
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--repo", required=True)
-    p.add_argument("--revision", required=True, help="a commit hash, resolved on the control node")
-    p.add_argument("--cache-dir", required=True)
-    p.add_argument("--marker", required=True)
-    p.add_argument("--workers", type=int, default=8)
-    a = p.parse_args()
-    from huggingface_hub import snapshot_download
-
-    start = time.time()
-    try:
-        path = snapshot_download(
-            repo_id=a.repo, revision=a.revision, cache_dir=a.cache_dir, max_workers=a.workers
-        )
-    except Exception as exc:  # the message is what the operator needs; keep it whole
-        endpoint = os.environ.get("HF_ENDPOINT", "the Hugging Face Hub")
-        print(
-            f"llmfleet-fetch: {a.repo}@{a.revision} from {endpoint}: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    tmp = a.marker + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(
-            {
-                "repo": a.repo,
-                "revision": a.revision,
-                "path": path,
-                "bytes": size,
-                "seconds": round(time.time() - start, 1),
-            },
-            fh,
-        )
-    os.replace(tmp, a.marker)
-    print(json.dumps({"path": path, "bytes": size}))
-    return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pl = sub.add_parser("pull", help="download (resuming), verify, write the marker")
+    pl.add_argument("--repo", required=True)
+    pl.add_argument("--revision", required=True, help="a commit hash resolved on the control node")
+    pl.add_argument("--cache-dir", required=True)
+    pl.add_argument("--marker", required=True)
+    pl.add_argument("--workers", type=int, default=8)
+    pl.add_argument("--include", action="append", default=[], help="only files matching")
+    pl.add_argument("--verify", action="store_true", help="check every file's checksum too")
+    pl.add_argument("--progress", help="write progress JSON here every second")
+    ck = sub.add_parser("check", help="is the recorded snapshot still whole? (stdlib only)")
+    ck.add_argument("--marker", required=True)
+    ck.add_argument("--hashes", action="store_true")
+    argv = sys.argv[1:]
+    if argv and argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
+        argv = ["pull", *argv]  # pull is the default command
+    a = p.parse_args(argv)
+    return pull(a) if a.cmd == "pull" else check(a)
 
 
 if __name__ == "__main__":
