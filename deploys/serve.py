@@ -28,7 +28,11 @@ def serve(plan: ServePlan) -> None:
     spec = engine_spec(plan.catalog, recipe, data)
     venv = data.get("venv") or venv_path(recipe, spec)
     endpoint = data.get("hf_endpoint")
-    commit = resolve_commit(plan.rendered.model_repo, plan.rendered.revision, endpoint)
+    commit = resolve_commit(
+        plan.rendered.model_repo,
+        plan.rendered.revision,
+        data.get("hf_control_endpoint") or endpoint,
+    )
     model_dir = snapshot_dir(dep.hf_home, plan.rendered.model_repo, commit)
     # Serve the pinned local snapshot; the served name stays what clients expect.
     dep.model_path = dep.model_path or model_dir

@@ -23,7 +23,9 @@ def pull_weights() -> None:
     endpoint = data.get("hf_endpoint")
     hf_home = data.get("hf_home") or "/var/lib/llmfleet/hf"
     try:
-        commit = resolve_commit(r.model_repo, r.revision, endpoint)
+        commit = resolve_commit(
+            r.model_repo, r.revision, data.get("hf_control_endpoint") or endpoint
+        )
     except LlmfleetError as exc:
         fail_host(f"{host.name}: {exc}")
         return

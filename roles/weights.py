@@ -128,10 +128,11 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
     """
     q = shlex.quote
     log, rc, prog = f"{run_dir}/pull.log", f"{run_dir}/pull.rc", f"{run_dir}/progress.json"
+    pid = f"{run_dir}/pull.pid"
     start = (
         f"mkdir -p {q(run_dir)} && rm -f {q(rc)} {q(prog)} && "
-        f"nohup sh -c {q(f'{command} > {log} 2>&1; echo $? > {rc}')} "
-        ">/dev/null 2>&1 &"
+        f"(nohup sh -c {q(f'{command} > {log} 2>&1; echo $? > {rc}')} "
+        f">/dev/null 2>&1 & echo $! > {q(pid)})"
     )
     ok, out = host.run_shell_command(start)
     if not ok:
@@ -139,8 +140,13 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
     began, last = time.monotonic(), ""
     while True:
         time.sleep(poll)
+        # rc is written by the wrapper; if the wrapper itself is gone (killed,
+        # OOM, reboot) without writing it, say so instead of waiting forever
         _, out = host.run_shell_command(
-            f"echo rc=$(cat {q(rc)} 2>/dev/null); cat {q(prog)} 2>/dev/null"
+            f"if [ -s {q(rc)} ]; then echo rc=$(cat {q(rc)}); "
+            f"elif kill -0 $(cat {q(pid)}) 2>/dev/null; then echo rc=; "
+            f"else sleep 1; echo rc=$(cat {q(rc)} 2>/dev/null || echo lost); fi; "
+            f"cat {q(prog)} 2>/dev/null"
         )
         lines = out.stdout.strip().splitlines()
         code = lines[0][3:].strip() or None if lines and lines[0].startswith("rc=") else None
@@ -161,6 +167,9 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
             break
     _, out = host.run_shell_command(f"tail -n 20 {q(log)}")
     tail = out.stdout.strip()
+    if code == "lost":
+        raise RuntimeError(f"{host.name}: weights: pull of {label} failed: the pull process "
+                           f"vanished without an exit code (killed?):\n{tail}")
     if code != "0":
         raise RuntimeError(f"{host.name}: weights: pull of {label} failed (exit {code}):\n{tail}")
     summary = tail.splitlines()[-1] if tail else "{}"

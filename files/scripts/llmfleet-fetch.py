@@ -13,8 +13,10 @@ network and a half-finished pull is never mistaken for a finished one.
 Why each step:
 - the manifest first: a disk-space check needs the sizes, and verification
   needs the Hub's own checksums (sizes alone miss same-size corruption);
-- snapshot_download resumes ``.incomplete`` files and skips complete blobs,
-  so an interrupted pull continues where it stopped;
+- snapshot_download skips complete blobs, so an interrupted pull continues
+  with the files it had not finished (huggingface_hub 1.x names partial files
+  ``<etag>.<random>.incomplete`` and starts them afresh; the stale partials
+  of an interrupted pull are removed once a pull succeeds);
 - sizes are checked always, hashes on request or when a size was wrong: a bad
   file is deleted and fetched again, once; still bad is an error;
 - the token never appears in argv: huggingface_hub reads HF_TOKEN_PATH, a
@@ -66,8 +68,12 @@ def bad_files(snapshot: str, files: dict, hashes: bool) -> dict[str, str]:
             bad[name] = f"size {size} != {meta['size']}"
         elif hashes and meta.get("sha256") and sha256(path) != meta["sha256"]:
             bad[name] = "sha256 differs from the Hub's LFS checksum"
-        elif hashes and not meta.get("sha256") and meta.get("blob_id") \
-                and git_blob_sha1(path) != meta["blob_id"]:
+        elif (
+            hashes
+            and not meta.get("sha256")
+            and meta.get("blob_id")
+            and git_blob_sha1(path) != meta["blob_id"]
+        ):
             bad[name] = "git blob id differs from the Hub's"
     return bad
 
@@ -93,8 +99,11 @@ def manifest(api, repo: str, commit: str, include: list[str]) -> dict[str, dict]
             continue
         if include and not any(fnmatch.fnmatch(item.path, p) for p in include):
             continue
-        files[item.path] = {"size": item.size, "blob_id": item.blob_id,
-                            "sha256": item.lfs.sha256 if item.lfs else None}
+        files[item.path] = {
+            "size": item.size,
+            "blob_id": item.blob_id,
+            "sha256": item.lfs.sha256 if item.lfs else None,
+        }
     return files
 
 
@@ -134,8 +143,7 @@ def pull(a: argparse.Namespace) -> int:
     try:
         files = manifest(HfApi(), a.repo, a.revision, a.include)
     except Exception as exc:  # the message is what the operator needs; keep it whole
-        print(f"llmfleet-fetch: cannot list {where}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(f"llmfleet-fetch: cannot list {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     total = sum(m["size"] for m in files.values())
     repo_dir = os.path.join(a.cache_dir, "models--" + a.repo.replace("/", "--"))
@@ -144,15 +152,22 @@ def pull(a: argparse.Namespace) -> int:
     have = Progress(blobs, 0, total, None).on_disk()
     free = shutil.disk_usage(a.cache_dir).free
     if total - have > free:
-        print(f"llmfleet-fetch: {where} needs {(total - have) / 1e9:.1f} GB more in "
-              f"{a.cache_dir}, only {free / 1e9:.1f} GB free", file=sys.stderr)
+        print(
+            f"llmfleet-fetch: {where} needs {(total - have) / 1e9:.1f} GB more in "
+            f"{a.cache_dir}, only {free / 1e9:.1f} GB free",
+            file=sys.stderr,
+        )
         return 3
     progress = Progress(blobs, have, total, a.progress)
     progress.start()
     try:
-        path = snapshot_download(repo_id=a.repo, revision=a.revision, cache_dir=a.cache_dir,
-                                 max_workers=a.workers,
-                                 allow_patterns=a.include or None)
+        path = snapshot_download(
+            repo_id=a.repo,
+            revision=a.revision,
+            cache_dir=a.cache_dir,
+            max_workers=a.workers,
+            allow_patterns=a.include or None,
+        )
         bad = bad_files(path, files, a.verify)
         if bad and not a.verify:  # a wrong size: look closer at everything
             bad = bad_files(path, files, True)
@@ -162,21 +177,37 @@ def pull(a: argparse.Namespace) -> int:
             for p in (target, os.path.join(path, name)):
                 if os.path.lexists(p):
                     os.remove(p)
-            hf_hub_download(a.repo, name, revision=a.revision, cache_dir=a.cache_dir,
-                            force_download=True)
+            hf_hub_download(
+                a.repo, name, revision=a.revision, cache_dir=a.cache_dir, force_download=True
+            )
         still = bad_files(path, files, True) if bad else {}
     except Exception as exc:
         print(f"llmfleet-fetch: {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         progress.stop.set()
+    stale = [
+        e.path
+        for e in os.scandir(blobs)
+        if e.name.endswith(".incomplete") and e.stat().st_mtime < start
+    ]
+    for leftover in stale:  # partial files of an interrupted earlier pull (not resumable)
+        os.remove(leftover)
     if still:
-        print(f"llmfleet-fetch: {where}: still corrupt after a second fetch: {still}",
-              file=sys.stderr)
+        print(
+            f"llmfleet-fetch: {where}: still corrupt after a second fetch: {still}", file=sys.stderr
+        )
         return 4
-    marker = {"repo": a.repo, "revision": a.revision, "path": path, "bytes": total,
-              "files": files, "verified": bool(a.verify or bad), "refetched": sorted(bad),
-              "seconds": round(time.time() - start, 1)}
+    marker = {
+        "repo": a.repo,
+        "revision": a.revision,
+        "path": path,
+        "bytes": total,
+        "files": files,
+        "verified": bool(a.verify or bad),
+        "refetched": sorted(bad),
+        "seconds": round(time.time() - start, 1),
+    }
     os.makedirs(os.path.dirname(a.marker), exist_ok=True)
     tmp = a.marker + ".tmp"
     with open(tmp, "w") as fh:

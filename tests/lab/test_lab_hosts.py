@@ -44,6 +44,7 @@ def lab_state() -> Iterator[dict[str, Any]]:
     """A 2-host lab for the module; always taken down afterwards."""
     assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
     try:
+        lab.down()  # start from clean hosts, whatever was left running
         yield lab.up(hosts=2)
     finally:
         lab.down()

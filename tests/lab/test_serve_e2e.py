@@ -83,6 +83,7 @@ def unit_prop(host: dict[str, Any], prop: str) -> str:
 def lab_state() -> Iterator[dict[str, Any]]:
     assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
     try:
+        lab.down()  # start from clean hosts, whatever was left running
         yield lab.up(hosts=2)
     finally:
         lab.down()

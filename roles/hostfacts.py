@@ -1,0 +1,126 @@
+"""pyinfra facts for the preflight: one round trip each, glue around ``llmfleet.hostfacts``.
+
+Every command succeeds on any host (a missing tool prints nothing and the
+fact is None), because the preflight exists to describe half-installed
+machines: a fact that fails the host when ``nvidia-smi`` is absent would hide
+exactly what the report must say.
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import FactBase
+
+from llmfleet import hostfacts as hf
+
+
+def _framed(sections: dict[str, str]) -> str:
+    """A script printing ``=== $ NAME`` before each command's output, as host.txt is framed."""
+    return (
+        "; ".join(
+            f"echo {_quote(hf.SECTION_MARK + name)}; {{ {cmd}; }} 2>/dev/null"
+            for name, cmd in sections.items()
+        )
+        + "; true"
+    )
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _if_tool(tool: str, cmd: str) -> str:
+    return f"if command -v {tool} >/dev/null 2>&1; then {cmd} 2>/dev/null; fi; true"
+
+
+class HostBasics(FactBase):
+    """OS, kernel, CPU/NUMA, cpufreq, scheduler knobs and free disk at ``path``."""
+
+    def command(self, path: str = "/var/lib/llmfleet/hf") -> str:
+        commands = {cmd: cmd for cmd in hf.BASICS_COMMANDS.values()}
+        commands["df"] = hf.disk_command(path)
+        return _framed(commands)
+
+    def process(self, output: list[str]) -> hf.HostFacts:
+        return hf.parse_basics(hf.split_sections("\n".join(output)))
+
+    def default(self) -> hf.HostFacts:
+        return hf.HostFacts()
+
+
+class NvidiaSmi(FactBase):
+    """``nvidia-smi -q -x``: GPUs, memory, UUIDs, bus ids, persistence, fabric state, versions."""
+
+    def command(self) -> str:
+        return _if_tool("nvidia-smi", "nvidia-smi -q -x")
+
+    def process(self, output: list[str]) -> hf.Accelerators | None:
+        return hf.parse_nvidia_smi_xml("\n".join(output))
+
+    def default(self):
+        return None
+
+
+class NvidiaTopology(FactBase):
+    """``nvidia-smi topo -m``: NVLink/PCIe links between GPUs and their CPU/NUMA affinity."""
+
+    def command(self) -> str:
+        return _if_tool("nvidia-smi", "nvidia-smi topo -m")
+
+    def process(self, output: list[str]) -> hf.Topology | None:
+        return hf.parse_topo_matrix("\n".join(output))
+
+    def default(self):
+        return None
+
+
+class FabricManager(FactBase):
+    """Fabric manager unit state and binary version (None parts when absent)."""
+
+    def command(self) -> str:
+        return _framed(
+            {
+                "is-active": _if_tool("systemctl", "systemctl is-active nvidia-fabricmanager"),
+                "version": _if_tool("nv-fabricmanager", "nv-fabricmanager --version"),
+            }
+        )
+
+    def process(self, output: list[str]) -> hf.FabricManager:
+        s = hf.split_sections("\n".join(output))
+        return hf.parse_fabric_manager(s.get("is-active", ""), s.get("version", ""))
+
+    def default(self) -> hf.FabricManager:
+        return hf.FabricManager(None, None)
+
+
+class AmdGpus(FactBase):
+    """``amd-smi static --json``, or ``rocm-smi --showproductname --json`` on older ROCm."""
+
+    def command(self) -> str:
+        return (
+            "if command -v amd-smi >/dev/null 2>&1; then echo '=== $ amd-smi'; "
+            "amd-smi static --asic --bus --vram --driver --json 2>/dev/null; "
+            "elif command -v rocm-smi >/dev/null 2>&1; then echo '=== $ rocm-smi'; "
+            "rocm-smi --showproductname --json 2>/dev/null; fi; true"
+        )
+
+    def process(self, output: list[str]) -> hf.Accelerators | None:
+        s = hf.split_sections("\n".join(output))
+        if "amd-smi" in s:
+            return hf.parse_amd_smi_static(s["amd-smi"])
+        return hf.parse_rocm_smi_productname(s.get("rocm-smi", ""))
+
+    def default(self):
+        return None
+
+
+class AscendNpus(FactBase):
+    """``npu-smi info``: NPU chips, health, HBM and the driver version."""
+
+    def command(self) -> str:
+        return _if_tool("npu-smi", "npu-smi info")
+
+    def process(self, output: list[str]) -> hf.Accelerators | None:
+        return hf.parse_npu_smi_info("\n".join(output))
+
+    def default(self):
+        return None

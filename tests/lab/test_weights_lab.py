@@ -1,0 +1,209 @@
+"""The weights role on lab hosts: pinned pulls that resume, verify and repair.
+
+A second lab repo of eight 16 MB random shards is served by the lab's Hub;
+the link to lab1 is slowed with ``tc`` so a pull can be interrupted mid-way
+for real (the fetch process is killed on the host, as a crash would).
+Everything is asserted on the hosts over SSH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmfleet.lab import hosts, hub, lab
+from llmfleet.lab.services import mirrors_root
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARDS = "llmfleet-lab/shards"
+N_SHARDS, SHARD_MB = 8, 16
+BLOBS = "/var/lib/llmfleet/hf/hub/models--llmfleet-lab--shards/blobs"
+
+
+def weights(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploys/weights.py", *args],
+        cwd=ROOT,
+        env={**env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # pyinfra logs on stderr, our summary on stdout
+        text=True,
+        timeout=900,
+    )
+
+
+def changed(proc: subprocess.CompletedProcess) -> int:
+    m = re.search(r"Grand total\s+\S+\s+(\S+)", proc.stdout)
+    assert m, proc.stdout[-3000:]
+    return 0 if m.group(1) == "-" else int(m.group(1))
+
+
+def ssh(host: dict[str, Any], command: str) -> str:
+    proc = subprocess.run(
+        hosts.ssh_argv(host, command), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"{host['name']}: `{command}`: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def blob_stats(host: dict[str, Any]) -> dict[str, str]:
+    """{blob name: "inode mtime_ns size"} of complete blobs (no .incomplete)."""
+    out = ssh(host, f"cd {BLOBS} 2>/dev/null && stat -c '%n %i %.9Y %s' * 2>/dev/null || true")
+    rows = (line.split(" ", 1) for line in out.splitlines() if line)
+    return {name: rest for name, rest in rows if not name.endswith(".incomplete")}
+
+
+def _write_shards(work: Path) -> None:
+    rnd = random.Random(20261124)
+    for i in range(N_SHARDS):
+        name = f"model-{i + 1:05d}-of-{N_SHARDS:05d}.safetensors"
+        (work / name).write_bytes(rnd.randbytes(SHARD_MB << 20))
+    (work / "config.json").write_text(json.dumps({"model_type": "qwen2", "shards": N_SHARDS}))
+
+
+@pytest.fixture(scope="module")
+def lab_state() -> Iterator[dict[str, Any]]:
+    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
+    try:
+        lab.down()  # start from clean hosts, whatever was left running
+        state = lab.up(hosts=2)
+        hub.build_repo_from_files(mirrors_root(), SHARDS, _write_shards, "shards", compression=0)
+        yield state
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def slow_link_to(lab_state: dict[str, Any]) -> Iterator[None]:
+    """lab1's downloads at 80 Mbit/s (10 MB/s), so a pull of 128 MB takes ~13 s."""
+    dev = "llmfl-lab1"
+    subprocess.run(
+        [
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            "80mbit",
+            "burst",
+            "64kb",
+            "latency",
+            "500ms",
+        ],
+        check=True,
+    )
+    try:
+        yield
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
+
+
+def test_pull_then_a_second_run_changes_nothing(lab_state: dict[str, Any]) -> None:
+    first = weights()
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert re.search(r"│ lab1\s+│.*│ pulled 1\.5 MB in", first.stdout), first.stdout
+    for host in lab_state["hosts"]:
+        marker = json.loads(ssh(host, "cat /var/lib/llmfleet/hf/llmfleet/*tiny-qwen2@*.complete"))
+        assert marker["revision"] == lab_state["services"]["model_commit"]
+        assert marker["files"]["model.safetensors"]["size"] == 1481880
+    again = weights("--data", "weights_verify=true")
+    assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
+    assert "cached (verified)" in again.stdout
+
+
+def test_interrupted_pull_resumes_and_refetches_nothing_complete(
+    lab_state: dict[str, Any], slow_link_to: None
+) -> None:
+    lab1 = lab_state["hosts"][0]
+    args = ["--limit", "lab1", "--data", f"model_repo={SHARDS}", "--data", "weights_workers=1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploys/weights.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(blob_stats(lab1)) < 3:  # a few shards complete, one in flight
+        assert time.monotonic() < deadline and proc.poll() is None, "pull ended too soon"
+        time.sleep(0.3)
+    ssh(lab1, "pkill -9 -f '^/opt/llmfleet/tools/hub/bin/python '")  # the pull dies
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert f"lab1: weights: pull of {SHARDS}@" in out and "failed" in out, out[-3000:]
+    done_before = blob_stats(lab1)
+    assert 3 <= len(done_before) < N_SHARDS + 1
+    assert "progress" in out or "ETA" in out  # live progress was printed while it ran
+
+    resumed = weights(*args)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    after = blob_stats(lab1)
+    assert len(after) == N_SHARDS + 1  # shards + config.json
+    for name, stat in done_before.items():
+        assert after[name] == stat, f"{name} was fetched again"
+    assert not ssh(lab1, f"ls {BLOBS} | grep incomplete || true")
+    check = weights(*args, "--data", "weights_verify=true")
+    assert check.returncode == 0 and changed(check) == 0, check.stdout[-3000:]
+
+
+def test_corrupt_or_truncated_shard_is_detected_and_refetched(lab_state: dict[str, Any]) -> None:
+    lab2 = lab_state["hosts"][1]
+    args = ["--limit", "lab2", "--data", f"model_repo={SHARDS}"]
+    assert weights(*args).returncode == 0
+    snap = "/var/lib/llmfleet/hf/hub/models--llmfleet-lab--shards/snapshots/*"
+    shard = f"$(readlink -f {snap}/model-00002-of-00008.safetensors)"
+    # same-size corruption: only checksums see it
+    ssh(lab2, f"printf XXXX | dd of={shard} bs=1 seek=4096 conv=notrunc 2>/dev/null")
+    quiet = weights(*args)
+    assert changed(quiet) == 0  # sizes only: not detected without verification
+    fixed = weights(*args, "--data", "weights_verify=true")
+    assert fixed.returncode == 0, fixed.stdout[-3000:]
+    assert "needs repair" in fixed.stdout and "sha256" not in fixed.stdout  # git blob id check
+    assert "re-fetched model-00002-of-00008.safetensors" in fixed.stdout
+    # truncation: the size check of every run catches it
+    ssh(lab2, f"truncate -s 1000 {shard}")
+    again = weights(*args)
+    assert again.returncode == 0 and "re-fetched model-00002-of-00008.safetensors" in again.stdout
+    verify = weights(*args, "--data", "weights_verify=true")
+    assert changed(verify) == 0, verify.stdout[-3000:]
+
+
+def test_dead_mirror_is_a_clear_error(lab_state: dict[str, Any]) -> None:
+    hub_url = lab_state["services"]["hub_url"]
+    dead = "http://10.213.0.1:9"
+    # the control node resolves through the live Hub; the host is sent to a dead mirror
+    proc = weights(
+        "--limit",
+        "lab2",
+        "--data",
+        "hf_home=/var/lib/llmfleet/hf-dead",
+        "--data",
+        f"hf_control_endpoint={hub_url}",
+        "--data",
+        f"hf_endpoint={dead}",
+    )
+    assert proc.returncode != 0
+    assert "lab2: weights: pull of llmfleet-lab/tiny-qwen2@" in proc.stdout
+    assert "cannot list llmfleet-lab/tiny-qwen2@" in proc.stdout and dead in proc.stdout
+    assert re.search(r"│ lab2\s+│.*│ failed", proc.stdout), proc.stdout[-3000:]
+    # and when the control node cannot reach it either, nothing is touched
+    proc = weights("--limit", "lab2", "--data", f"hf_endpoint={dead}")
+    assert proc.returncode != 0
+    assert f"lab2: cannot reach {dead} to resolve llmfleet-lab/tiny-qwen2@main" in proc.stdout
+    assert "Error: executed 0 commands" in proc.stdout
