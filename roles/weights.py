@@ -168,8 +168,10 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
     _, out = host.run_shell_command(f"tail -n 20 {q(log)}")
     tail = out.stdout.strip()
     if code == "lost":
-        raise RuntimeError(f"{host.name}: weights: pull of {label} failed: the pull process "
-                           f"vanished without an exit code (killed?):\n{tail}")
+        raise RuntimeError(
+            f"{host.name}: weights: pull of {label} failed: the pull process "
+            f"vanished without an exit code (killed?):\n{tail}"
+        )
     if code != "0":
         raise RuntimeError(f"{host.name}: weights: pull of {label} failed (exit {code}):\n{tail}")
     summary = tail.splitlines()[-1] if tail else "{}"
