@@ -351,7 +351,7 @@ def exec_argv(r: Rendered, venv: str, env_file: str) -> list[str]:
     return argv
 
 
-def _jinja() -> jinja2.Environment:
+def jinja_env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -377,7 +377,7 @@ def unit_text(
 ) -> str:
     exec_start = " ".join(systemd_quote(a) for a in exec_argv(r, venv, env_file))
     return (
-        _jinja()
+        jinja_env()
         .get_template("llmfleet-serve.service.j2")
         .render(
             recipe_id=r.id,
@@ -401,4 +401,4 @@ def unit_text(
 
 def env_file_text(r: Rendered, extra: dict[str, str] | None = None) -> str:
     env = {**r.env, **(extra or {})}
-    return _jinja().get_template("llmfleet-serve.env.j2").render(recipe_id=r.id, env=env)
+    return jinja_env().get_template("llmfleet-serve.env.j2").render(recipe_id=r.id, env=env)

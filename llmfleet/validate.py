@@ -233,3 +233,33 @@ def require_ok(plans: list[HostPlan]) -> None:
     problems = [pr for p in plans for pr in p.problems]
     if any(pr.severity == "error" for pr in problems):
         raise ValidationError(problems)
+
+
+def plan_onboard(
+    catalog: Catalog, name: str, data: dict[str, Any], address: str | None = None
+) -> HostPlan:
+    """Onboarding needs only a known hardware profile; a recipe, when set, must plan cleanly.
+
+    A bare host is onboarded before anyone picks what it serves, so a missing
+    recipe is no error here (tuning then uses the baseline); a recipe that is
+    set but wrong is, because the host would be tuned for it.
+    """
+    if data.get("recipe"):
+        return plan_host(catalog, name, data, address)
+    plan = HostPlan(host=name, address=address or data.get("ssh_hostname") or name)
+    hid = data.get("hardware")
+    if not hid:
+        plan.problems.append(
+            Problem(
+                name,
+                "hardware",
+                "no hardware profile set",
+                fix=f"set hardware to one of {', '.join(sorted(catalog.hardware))}",
+            )
+        )
+        return plan
+    try:
+        plan.hardware = catalog.hw(hid).id
+    except CatalogError as exc:
+        plan.problems.append(Problem(name, "hardware", str(exc)))
+    return plan

@@ -124,3 +124,21 @@ class AscendNpus(FactBase):
 
     def default(self):
         return None
+
+
+class HostTuning(FactBase):
+    """Tuning state for ``keys`` (sysctls), the debugfs scheduler knob, cpufreq and our unit.
+
+    One round trip; read-only, and every probe tolerates absence, so a VM
+    without cpufreq or a container with a read-only /proc/sys is described,
+    not failed.
+    """
+
+    def command(self, keys: tuple[str, ...], unit: str) -> str:
+        return _framed(hf.tuning_commands(keys, unit))
+
+    def process(self, output: list[str]) -> hf.TuningState:
+        return hf.parse_tuning(hf.split_sections("\n".join(output)))
+
+    def default(self) -> hf.TuningState:
+        return hf.TuningState()

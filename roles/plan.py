@@ -12,9 +12,9 @@ from typing import Any
 from pyinfra import host, inventory
 from pyinfra.operations import server
 
-from llmfleet.catalog import Catalog, Recipe, load
+from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.render import Rendered
-from llmfleet.validate import HostPlan, check_fleet, plan_host
+from llmfleet.validate import HostPlan, check_fleet, plan_host, plan_onboard
 
 _FLEET: dict[str, HostPlan] = {}
 
@@ -62,3 +62,34 @@ def current() -> ServePlan | None:
         fail_host("; ".join(str(e) for e in errors) or "no plan")
         return None
     return ServePlan(catalog, catalog.recipe(plan.recipe), plan.rendered, dict(host.data.dict()))
+
+
+@dataclass
+class OnboardPlan:
+    """What onboarding needs: the hardware profile, and the recipe when one is set."""
+
+    catalog: Catalog
+    hardware: Hardware
+    recipe: Recipe | None
+    rendered: Rendered | None
+    data: dict[str, Any]
+
+
+def onboarding() -> OnboardPlan | None:
+    """The onboarding plan for ``host``, or None after queuing a failing operation.
+
+    Unlike ``current()`` it needs no recipe and skips the fleet-wide serving
+    checks (ports, ranks): onboarding prepares the machine, not a server.
+    """
+    catalog = load()
+    data = dict(host.data.dict())
+    plan = plan_onboard(catalog, host.name, data, str(data.get("ssh_hostname") or host.name))
+    for problem in plan.problems:
+        if problem.severity == "warning":
+            print(f"[{host.name}] warning: {problem}")
+    errors = [p for p in plan.problems if p.severity == "error"]
+    if errors or plan.hardware is None:
+        fail_host("; ".join(str(e) for e in errors) or "no hardware profile")
+        return None
+    recipe = catalog.recipe(plan.recipe) if plan.recipe else None
+    return OnboardPlan(catalog, catalog.hw(plan.hardware), recipe, plan.rendered, data)

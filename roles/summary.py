@@ -9,17 +9,25 @@ from pyinfra.context import ctx_state
 from rich.console import Console
 from rich.table import Table
 
+from llmfleet.tuning import APPLIED, Finding
+
 from .health import RESULTS
 from .weights import RESULTS as PULLS
 from .weights import _human
 
 PLANNED: dict[str, dict[str, str]] = {}
+TUNING: dict[str, list[Finding]] = {}
 _STARTED = time.time()
 _registered = False
 
 
 def note(host_name: str, **info: str) -> None:
     PLANNED.setdefault(host_name, {}).update(info)
+
+
+def note_tuning(host_name: str, findings: list[Finding]) -> None:
+    """Record the host tuning outcome; a second table lists it knob by knob."""
+    TUNING[host_name] = list(findings)
 
 
 def register(title: str) -> None:
@@ -38,7 +46,11 @@ def _status(state, host) -> tuple[str, str]:
     if host not in state.activated_hosts:
         return "[red]unreachable[/red]", "could not connect (see the pyinfra output above)"
     if host in state.failed_hosts:
-        detail = result.get("error", "") if result else "an operation failed (see above)"
+        detail = (
+            result.get("error", "")
+            if result
+            else PLANNED.get(host.name, {}).get("error") or "an operation failed (see above)"
+        )
         return "[red]failed[/red]", detail
     if not result:
         if host.name in PLANNED:
@@ -76,6 +88,31 @@ def _print(state, title: str, limit: list | None = None) -> None:
     if not console.is_terminal:  # logs and CI: do not fold host names and errors at 80
         console.width = max(console.width, 160)
     console.print(table)
+    if any(TUNING.get(h.name) for h in state.inventory if limit is None or h in limit):
+        console.print(_tuning_table(state, limit))
+
+
+_TUNING_STYLE = {"applied": "green", "skipped": "yellow", "unsupported": "yellow"}
+
+
+def _tuning_table(state, limit: list | None) -> Table:
+    """Per host and knob: wanted, before this run, now, and why it is not applied."""
+    table = Table(title="host tuning")
+    for col in ("host", "setting", "wanted", "was", "now", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for host in state.inventory:
+        if limit is not None and host not in limit:
+            continue
+        ok = host in state.activated_hosts and host not in state.failed_hosts
+        for f in TUNING.get(host.name, []):
+            status = f.status if ok or f.status != APPLIED else "failed"
+            now = (f.wanted if ok else "?") if f.status == APPLIED else f.now
+            style = _TUNING_STYLE.get(status, "red")
+            detail = f"{f.reason}; fix: {f.fix}" if f.fix and status != APPLIED else f.reason
+            table.add_row(
+                host.name, f.setting, f.wanted, f.now, now, f"[{style}]{status}[/{style}]", detail
+            )
+    return table
 
 
 def _weights(name: str, info: dict[str, str]) -> str:

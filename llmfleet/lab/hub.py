@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,11 +295,45 @@ def build_repo(
     serving while this runs).
     """
     spec = spec or tinymodel.TinySpec()
-    target = repo_path(mirrors_root, repo_id)
+    return _swap_in(repo_path(mirrors_root, repo_id), lambda work: _build_into(work, spec))
+
+
+def build_repo_from_files(
+    mirrors_root: Path,
+    repo_id: str,
+    write: Callable[[Path], None],
+    message: str,
+    date: str = _V1_DATE,
+    compression: int | None = None,
+) -> dict[str, str]:
+    """Make ``repo_id`` under ``mirrors_root`` from files of the caller's: one
+    commit on ``main`` holding what ``write(work_tree)`` puts there; return its refs.
+
+    Same fixed identity and ``date`` as the lab model, so the same files give
+    the same commit hash, and the same swap-in as :func:`build_repo`.  Blobs
+    are plain git objects (olah serves them without LFS); ``compression=0``
+    stores them with zlib level 0, which makes ``git add`` of multi-GB random
+    weights about 4x faster (random bytes do not compress anyway).
+    """
+
+    def build(work: Path) -> None:
+        work.mkdir(parents=True)
+        _git(work, "init", "-q", "-b", "main")
+        if compression is not None:
+            _git(work, "config", "core.compression", str(int(compression)))
+        write(work)
+        _commit_all(work, message, date)
+
+    return _swap_in(repo_path(mirrors_root, repo_id), build)
+
+
+def _swap_in(target: Path, build: Callable[[Path], None]) -> dict[str, str]:
+    """``build(work)`` a repo in a temp dir beside ``target``; move it in place
+    of ``target`` unless the refs are the same; return the refs."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
         work = Path(tmp) / "repo"
-        _build_into(work, spec)
+        build(work)
         new = refs(work)
         if target.is_dir() and _safe_refs(target) == new:
             return new

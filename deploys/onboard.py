@@ -1,0 +1,39 @@
+"""Onboard deploy: make a bare host ready for the serve deploy. Per host, in order:
+
+    pyinfra inventories/lambda.py deploys/onboard.py [--data tuning_strict=true]
+
+1. validate (``roles/plan.py`` ``onboarding()``): the hardware profile must be
+   known; the recipe is optional (without one the host gets the baseline
+   tuning), but a recipe that is set must plan cleanly. Errors fail the host
+   before anything touches it.
+2. host tuning (``roles/tuning.py``): sysctls in /etc/sysctl.d/90-llmfleet.conf,
+   the CPU governor and the scheduler migration cost from a oneshot unit.
+
+Each step is one call in ``onboard()``, in the order the host needs them; a
+step that must run before tuning (an accelerator stack that reboots the host,
+say) goes in front of it.  The summary at the end lists every host and,
+knob by knob, what tuning did and why a knob was skipped.
+"""
+
+from pyinfra import host
+
+from roles import summary
+from roles.plan import OnboardPlan, onboarding
+from roles.tuning import host_tuning_from_data
+
+
+def onboard(plan: OnboardPlan) -> None:
+    rendered = plan.rendered
+    summary.note(host.name, recipe=plan.recipe.id if plan.recipe else "-")
+    host_tuning_from_data(
+        plan.recipe.id if plan.recipe else None,
+        rendered.sysctl if rendered else None,
+        rendered.cpu_governor if rendered else None,
+        plan.data,
+    )
+
+
+summary.register("llmfleet onboard")
+_plan = onboarding()
+if _plan is not None:
+    onboard(_plan)
