@@ -4,7 +4,7 @@
     python3 bench/fleet_hub_bytes.py [--hosts 4] [--shards 8] [--shard-mb 32]
 
 Brings the lab up with N hosts (taking over any running lab), serves a repo of
-random shards from the lab Hub, then pulls it on every host with
+random shards from the lab Hub, installs the pull tools (warm-up), then pulls it on every host with
 ``deploys/weights.py`` twice, each time into a fresh cache dir:
 (a) every host straight from the Hub, (b) through ``deploys/mirror.py`` on
 lab1.  The Hub's bytes are what the control machine sent onto the lab bridge
@@ -56,6 +56,9 @@ def main() -> int:
     size = a.shards * (a.shard_mb << 20)
     common = ["deploys/weights.py", "--data", f"model_repo={shards.REPO}"]
     rows = []
+    # warm-up: uv and the hub tool venv come from the wheelhouse over the same bridge;
+    # install them first so only weight bytes are counted
+    pyinfra("deploys/weights.py")
     before = shards.hub_bytes_sent()
     took = pyinfra(*common, "--data", "hf_home=/var/lib/llmfleet/bench-direct")
     rows.append(("direct from the Hub", shards.hub_bytes_sent() - before, took))

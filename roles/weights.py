@@ -83,6 +83,9 @@ def pull_command(
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_XET_HIGH_PERFORMANCE": "1",
+        # a busy mirror can stall longer than huggingface_hub's 10 s default read timeout
+        "HF_HUB_DOWNLOAD_TIMEOUT": "60",
+        "HF_HUB_ETAG_TIMEOUT": "30",
     }
     if endpoint:
         env["HF_ENDPOINT"] = endpoint
