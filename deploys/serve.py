@@ -10,6 +10,7 @@ table at the end names every host and what happened to it.
 """
 
 from pyinfra import host
+from pyinfra.operations.util import any_changed
 
 from llmfleet.deployment import Deployment
 from llmfleet.errors import LlmfleetError
@@ -18,8 +19,22 @@ from roles import summary
 from roles.engine import engine_env, engine_spec, venv_path
 from roles.health import health
 from roles.plan import ServePlan, current, fail_host
-from roles.server import port_is_free, serve_unit
+from roles.release import Releases, promote, release_id, stage
+from roles.server import port_is_free, serve_unit, unit_files, was_running
 from roles.weights import resolve_commit, snapshot_dir, weights, weights_options
+
+# what a release manifest records of the host data: the operator's overrides
+OVERRIDE_PREFIXES = (
+    "flag.",
+    "env.",
+    "overlay.",
+    "flags",
+    "env",
+    "overlays",
+    "revision",
+    "model_repo",
+    "port",
+)
 
 
 def serve(plan: ServePlan) -> None:
@@ -55,21 +70,49 @@ def serve(plan: ServePlan) -> None:
     extra_env = (
         {"HF_HUB_OFFLINE": "1", "HF_HOME": dep.hf_home} if rendered.runtime == "venv" else {}
     )
-    ops = serve_unit(
+    unit, env = unit_files(
         rendered,
         venv=venv,
         user=data.get("service_user", "llmfleet"),
         source=f"{recipe.source['seed']} / {recipe.source['section']}",
         extra_env=extra_env,
-        depends=changed,
         hardening=bool(data.get("systemd_hardening", True)),
+    )
+    rid = release_id(unit, env)
+    known = host.get_fact(Releases)
+    manifest = {
+        "id": rid,
+        "recipe": recipe.id,
+        "overrides": {k: str(v) for k, v in data.items() if k.startswith(OVERRIDE_PREFIXES)},
+        "engine": {"runtime": rendered.runtime, "venv": venv, "packages": spec.packages},
+        "model": {"repo": rendered.model_repo, "revision": rendered.revision, "commit": commit},
+        "port": rendered.port,
+        "served_name": rendered.served_name,
+        "argv": rendered.argv,
+    }
+    summary.note(host.name, release=rid)
+    staged = stage(rid, unit, env, manifest)
+    running = was_running()
+    ops = serve_unit(unit, env, user=data.get("service_user", "llmfleet"))
+    # if the new release fails its health check, the one that ran before comes back
+    old = known["current"]
+    old_manifest = known["releases"].get(old) if old and old != rid else None
+    revert = (
+        {"id": old, "port": old_manifest["port"], "model": old_manifest["served_name"]}
+        if old_manifest
+        else None
     )
     health(
         port=rendered.port,
         model=rendered.served_name,
-        changed=changed + ops,
+        changed=changed + ops + staged,
         timeout=int(data.get("health_timeout", 900)),
+        revert=revert,
+        release=rid,
+        # a running server restarts only when its unit, env, engine or weights changed
+        restart=any_changed(*changed, *ops) if running else False,
     )
+    promote(rid, int(data.get("release_keep", 5)), known["current"])
 
 
 summary.register("llmfleet serve")

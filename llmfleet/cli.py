@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -264,6 +266,125 @@ def _lab_chat(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _fleet(inventory: str, limit: list[str] | None = None) -> list[tuple[str, dict]]:
+    from .plan import load_inventory_data
+
+    hosts = [(name, data) for name, _, data in load_inventory_data(inventory)]
+    if limit:
+        hosts = [(n, d) for n, d in hosts if n in limit]
+        if not hosts:
+            raise LlmfleetError(f"--limit {' '.join(limit)}: no such host in {inventory}")
+    return hosts
+
+
+def _uptime(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
+    from . import oncall
+
+    rows = [
+        oncall.status_row(r)
+        for r in oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.status_command())
+    ]
+    if a.json:
+        _print_json(rows)
+    else:
+        table = Table(title=f"llmfleet status: {a.inventory}")
+        cols = ("host", "release", "recipe", "engine", "model", "unit", "uptime", "health")
+        for col in cols:
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            if not r["reachable"]:
+                table.add_row(
+                    r["host"],
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "[red]unreachable[/red]",
+                    "-",
+                    f"[red]{r['error']}[/red]",
+                )
+                continue
+            health = r["health"] or "-"
+            colour = "green" if health == "serving" else "red"
+            unit = r["unit"]
+            ucol = "green" if unit.startswith("active") else "red"
+            table.add_row(
+                r["host"],
+                r["release"] or "-",
+                r["recipe"] or "-",
+                r["engine"] or "-",
+                r["model"] or "-",
+                f"[{ucol}]{unit}[/{ucol}]",
+                _uptime(r["uptime_s"]),
+                f"[{colour}]{health}[/{colour}]",
+            )
+        console.print(table)
+    return 0 if all(r["reachable"] and r["health"] == "serving" for r in rows) else 1
+
+
+def cmd_oncall(cat: Catalog, a: argparse.Namespace) -> int:
+    """logs / restart / releases / gpus: one command on every host, output per host."""
+    from . import oncall
+
+    command = {
+        "logs": lambda: oncall.logs_command(a.lines),
+        "restart": oncall.restart_command,
+        "releases": oncall.releases_command,
+        "gpus": oncall.gpu_command,
+    }[a.cmd]()
+    results = oncall.run_everywhere(_fleet(a.inventory, a.limit), command)
+    for r in results:
+        colour = "green" if r.ok else "red"
+        console.rule(f"[{colour}]{r.host}[/{colour}]")
+        if r.stdout:
+            console.print(r.stdout.rstrip(), highlight=False, markup=False)
+        if r.error:
+            err.print(f"[red]{r.error}[/red]", highlight=False)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
+    from . import rollout
+
+    hosts = [name for name, _ in _fleet(a.inventory, a.limit)]
+    extra = [x for kv in (a.data or []) for x in ("--data", kv)]
+    if a.dry:  # what would change per host, with diffs of unit and env file; nothing runs
+        argv = [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "--dry",
+            "--diff",
+            a.inventory,
+            a.deploy,
+            "--limit",
+            ",".join(hosts),
+            *extra,
+        ]
+        return subprocess.run(argv, check=False).returncode
+    run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
+    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=lambda m: console.rule(m))
+    table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
+    for col in ("host", "result"):
+        table.add_column(col, overflow="fold")
+    for h in result.done:
+        table.add_row(h, "[green]deployed[/green]")
+    for h, why in result.failed.items():
+        table.add_row(h, f"[red]{why}[/red]")
+    for h in result.skipped:
+        table.add_row(h, "[yellow]not touched (rollout stopped)[/yellow]")
+    console.print(table)
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmfleet",
@@ -311,6 +432,38 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("inventory", help="a pyinfra inventory file, e.g. inventories/lambda.py")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=cmd_plan)
+
+    st = sub.add_parser(
+        "status", help="per host: current release, engine, model, unit state, uptime, health"
+    )
+    st.add_argument("inventory", help="a pyinfra inventory file, e.g. inventories/lab.py")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--limit", action="append", metavar="HOST", help="only this host")
+    st.set_defaults(func=cmd_status)
+    for name, text in (
+        ("logs", "the server's last journal lines on every host"),
+        ("restart", "restart the server on every host (or --limit HOST)"),
+        ("releases", "the releases kept on every host, newest first, current and previous marked"),
+        ("gpus", "accelerator status on every host (nvidia-smi / amd-smi / npu-smi)"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("inventory", help="a pyinfra inventory file")
+        sp.add_argument("--limit", action="append", metavar="HOST", help="only this host")
+        if name == "logs":
+            sp.add_argument("-n", "--lines", type=int, default=50)
+        sp.set_defaults(func=cmd_oncall)
+
+    ro = sub.add_parser(
+        "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"
+    )
+    ro.add_argument("inventory")
+    ro.add_argument("deploy", nargs="?", default="deploys/serve.py")
+    ro.add_argument("--batch", default="1", help="hosts per batch: a count or N%% (default 1)")
+    ro.add_argument("--max-fail", default="0", help="failed hosts tolerated: count or N%%")
+    ro.add_argument("--data", action="append", metavar="KEY=VALUE", help="passed to pyinfra")
+    ro.add_argument("--limit", action="append", metavar="HOST", help="only this host")
+    ro.add_argument("--dry", action="store_true", help="show what would change, with diffs")
+    ro.set_defaults(func=cmd_rollout)
 
     lab = sub.add_parser("lab", help="the local lab: systemd-nspawn hosts reachable over SSH")
     lsub = lab.add_subparsers(dest="lab_cmd", required=True, metavar="ACTION")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from pyinfra import host
@@ -20,32 +21,66 @@ from pyinfra.operations.util import any_changed
 from llmfleet.render import UNIT_NAME
 
 from .facts import HttpJson
+from .release import activate_commands
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "files" / "scripts"
 RESULTS: dict[str, dict] = {}
 
 
-def _check(port: int, model: str, timeout: int) -> None:
+def _probe(port: int, model: str, timeout: int) -> dict:
     cmd = (
         f"python3 /opt/llmfleet/bin/llmfleet-health.py --port {int(port)} "
         f"--model {shlex.quote(model)} --unit {UNIT_NAME} --timeout {int(timeout)}"
     )
-    ok, out = host.run_shell_command(cmd)
+    _, out = host.run_shell_command(cmd)
     try:
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        result = {"ok": False, "error": out.stderr or out.stdout}
-    RESULTS[host.name] = result
-    if not result.get("ok"):
-        tail = "\n".join(result.get("journal", "").splitlines()[-15:])
-        raise RuntimeError(
-            f"{host.name}: not healthy at {result.get('stage', '?')}: "
-            f"{result.get('error')}\n--- last journal lines ---\n{tail}"
-        )
+        return {"ok": False, "error": out.stderr or out.stdout}
+
+
+def gate(
+    port: int,
+    model: str,
+    timeout: int,
+    revert: dict | None = None,
+    release: str | None = None,
+    restart: bool | Callable[[], bool] = False,
+) -> None:
+    """Health-gate what was just started; if it fails and ``revert`` names the release
+    that ran before ({"id", "port", "model"}), put that one back and say so."""
+    if callable(restart):  # decided at run time: did the release change?
+        restart = restart()
+    if restart:  # a failed restart is judged below like any unhealthy release
+        host.run_shell_command(f"systemctl restart {UNIT_NAME}.service")
+    result = _probe(port, model, timeout)
+    RESULTS[host.name] = {**result, "release": release}
+    if result.get("ok"):
+        return
+    tail = "\n".join(result.get("journal", "").splitlines()[-15:])
+    failure = (
+        f"{host.name}: release {release or '(new)'} not healthy at "
+        f"{result.get('stage', '?')}: {result.get('error')}"
+    )
+    if revert:
+        host.run_shell_command(" && ".join(activate_commands(revert["id"])))
+        back = _probe(revert["port"], revert["model"], timeout)
+        state = "healthy again" if back.get("ok") else f"NOT healthy either: {back.get('error')}"
+        failure += f"; rolled back to release {revert['id']} ({state})"
+        RESULTS[host.name] = {**result, "error": failure, "rolled_back": revert["id"]}
+    raise RuntimeError(f"{failure}\n--- last journal lines of the failed release ---\n{tail}")
 
 
 @deploy("Health")
-def health(port: int, model: str, changed: list[OperationMeta], timeout: int = 900) -> None:
+def health(
+    port: int,
+    model: str,
+    changed: list[OperationMeta],
+    timeout: int = 900,
+    revert: dict | None = None,
+    release: str | None = None,
+    restart: bool | Callable[[], bool] = False,
+) -> OperationMeta:
     script = files.put(
         name="Health script",
         src=str(SCRIPTS / "llmfleet-health.py"),
@@ -56,12 +91,15 @@ def health(port: int, model: str, changed: list[OperationMeta], timeout: int = 9
     if models is not None:
         ids = [m.get("id") for m in models.get("data", [])]
         RESULTS[host.name] = {"ok": model in ids, "probe": True, "models": ids}
-    gate = {"_if": any_changed(script, *changed)} if models is not None else {}
-    python.call(
+    gate_if = {"_if": any_changed(script, *changed)} if models is not None else {}
+    return python.call(
         name="Wait until serving (health, models, one completion)",
-        function=_check,
+        function=gate,
         port=port,
         model=model,
         timeout=timeout,
-        **gate,
+        revert=revert,
+        release=release,
+        restart=restart,
+        **gate_if,
     )

@@ -1,9 +1,9 @@
-"""Server role: service user, 0600 environment file, systemd unit, start, restart once.
+"""Server role: service user, 0600 environment file, systemd unit, enabled and started.
 
 Follows the unit pattern that keeps re-runs quiet: template unit and env,
-daemon-reload only when the unit changed, restart only when something the
-server depends on changed and it was already running, otherwise just ensure
-it is enabled and running.
+daemon-reload only when the unit changed, ensure it is enabled and running.
+Restarting a running server on a changed release is the health gate's job
+(roles/health.py), so a failed restart can put the previous release back.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
 
 from llmfleet.render import UNIT_NAME, Rendered, env_file_text, unit_text
 
@@ -40,18 +39,32 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-@deploy("Server")
-def serve_unit(
+def unit_files(
     r: Rendered,
     *,
     venv: str,
     user: str,
     source: str,
     extra_env: dict[str, str],
-    depends: list[OperationMeta],
     hardening: bool = True,
-) -> list[OperationMeta]:
-    was_running = bool(host.get_fact(SystemdStatus).get(f"{UNIT_NAME}.service"))
+) -> tuple[str, str]:
+    """(unit text, env file text): what a release is made of."""
+    unit = unit_text(
+        r,
+        user=user,
+        group=user,
+        venv=venv,
+        env_file=ENV_FILE,
+        working_directory=HOME,
+        release_dir=f"{HOME}/releases/current",
+        source=source,
+        hardening=hardening,
+    )
+    return unit, env_file_text(r, extra_env)
+
+
+@deploy("Server")
+def serve_unit(unit_body: str, env_body: str, *, user: str) -> list[OperationMeta]:
     server.group(name="Service group", group=user, system=True)
     server.user(
         name="Service user (no shell)",
@@ -66,45 +79,25 @@ def serve_unit(
     files.directory(name="Config directory", path="/etc/llmfleet", mode="755")
     env = files.put(
         name="Environment file (0600)",
-        src=StringIO(env_file_text(r, extra_env)),
+        src=StringIO(env_body),
         dest=ENV_FILE,
         user="root",
         group="root",
         mode="600",
     )
-    unit = files.put(
-        name="systemd unit",
-        src=StringIO(
-            unit_text(
-                r,
-                user=user,
-                group=user,
-                venv=venv,
-                env_file=ENV_FILE,
-                working_directory=HOME,
-                release_dir=HOME,
-                source=source,
-                hardening=hardening,
-            )
-        ),
-        dest=UNIT_FILE,
-        mode="644",
-    )
+    unit = files.put(name="systemd unit", src=StringIO(unit_body), dest=UNIT_FILE, mode="644")
     systemd.daemon_reload(name="Reload systemd", _if=unit.did_change)
-    changed = [env, unit, *depends]
     ops = [env, unit]
-    if was_running:
-        ops.append(
-            systemd.service(
-                name="Restart on change",
-                service=f"{UNIT_NAME}.service",
-                restarted=True,
-                _if=any_changed(*changed),
-            )
-        )
+    # Starts the server on a first deploy. A running server whose release changed is
+    # restarted inside the health gate (roles/health.py), which can put the previous
+    # release back if the restart or the new release fails.
     ops.append(
         systemd.service(
             name="Enabled and running", service=f"{UNIT_NAME}.service", running=True, enabled=True
         )
     )
     return ops
+
+
+def was_running() -> bool:
+    return bool(host.get_fact(SystemdStatus).get(f"{UNIT_NAME}.service"))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import json
+import os
+import re
 import time
+from pathlib import Path
 
 from pyinfra.context import ctx_state
 from rich.console import Console
@@ -69,16 +73,23 @@ def _status(state, host) -> tuple[str, str]:
 
 def _print(state, title: str, limit: list | None = None) -> None:
     table = Table(title=f"{title}: {time.time() - _STARTED:.0f}s")
-    for col in ("host", "recipe", "model", "weights", "status", "detail"):
+    results: dict[str, dict] = {}
+    for col in ("host", "recipe", "release", "model", "weights", "status", "detail"):
         table.add_column(col, overflow="fold")
     for host in state.inventory:
         if limit is not None and host not in limit:
             continue
         info = PLANNED.get(host.name, {})
         status, detail = _status(state, host)
+        results[host.name] = {
+            "status": re.sub(r"\[/?[a-z]+\]", "", status),
+            "detail": detail,
+            **info,
+        }
         table.add_row(
             host.name,
             info.get("recipe", "-"),
+            info.get("release", "-"),
             info.get("model", "-"),
             _weights(host.name, info),
             status,
@@ -88,6 +99,8 @@ def _print(state, title: str, limit: list | None = None) -> None:
     if not console.is_terminal:  # logs and CI: do not fold host names and errors at 80
         console.width = max(console.width, 160)
     console.print(table)
+    if os.environ.get("LLMFLEET_RESULTS"):  # for wrappers (llmfleet rollout)
+        Path(os.environ["LLMFLEET_RESULTS"]).write_text(json.dumps(results, indent=2))
     if any(TUNING.get(h.name) for h in state.inventory if limit is None or h in limit):
         console.print(_tuning_table(state, limit))
 

@@ -201,7 +201,9 @@ def test_changed_flag_restarts_that_host_once(
     before = {h["name"]: unit_prop(h, "MainPID") for h in (lab1, lab2)}
     changed = deploy("--limit", "lab1", "--data", "flag.--max-num-seqs=2")
     assert changed.rc == 0, changed
-    assert re.search(r"Restart on change\s+1\s+1\s", changed.out), changed
+    assert re.search(
+        r"Wait until serving \(health, models, one completion\)\s+1\s+1\s", changed.out
+    ), changed
     assert "--max-num-seqs 2" in ssh(lab1, f"ps -o args= -p {unit_prop(lab1, 'MainPID')}")
     assert unit_prop(lab1, "MainPID") != before["lab1"]
     assert unit_prop(lab1, "NRestarts") == "0"  # restarted by us, not crashing

@@ -1,0 +1,151 @@
+"""On-call tasks across a fleet over SSH (fabric), in parallel, one line per host.
+
+What runs where, logs, restarts and releases, for the engineer at 3 a.m.: no
+deploy machinery, just one SSH round trip per host with the inventory's own
+connection settings (host keys checked when the inventory says so), and a
+clear row for a host that cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .render import UNIT_NAME
+
+RELEASES = "/var/lib/llmfleet/releases"
+
+# One round trip: the current release's manifest, the unit's state and uptime,
+# and what the endpoint lists.  Standard library only (host python3).
+STATUS_PY = r"""
+import json, os, subprocess, sys, urllib.request
+unit, releases = sys.argv[1], sys.argv[2]
+def show(*props):
+    out = subprocess.run(["systemctl", "show", unit] + ["-p" + p for p in props],
+                         capture_output=True, text=True).stdout
+    return dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+s = show("ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "NRestarts", "MainPID")
+cur = os.path.join(releases, "current")
+rel = os.path.basename(os.readlink(cur)) if os.path.islink(cur) else None
+manifest = {}
+if rel:
+    try:
+        manifest = json.load(open(os.path.join(releases, rel, "manifest.json")))
+    except (OSError, ValueError):
+        pass
+up = None
+if s.get("ActiveState") == "active":
+    since = int(s.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+    up = round(float(open("/proc/uptime").read().split()[0]) - since)
+models, health = None, "down"
+port = manifest.get("port", 8000)
+try:
+    with urllib.request.urlopen("http://127.0.0.1:%s/v1/models" % port, timeout=5) as r:
+        models = [m["id"] for m in json.load(r).get("data", [])]
+    health = "serving" if manifest.get("served_name") in models else "wrong model"
+except Exception as exc:
+    health = "down (%s)" % type(exc).__name__
+print(json.dumps({"release": rel, "manifest": manifest, "unit": s, "uptime_s": up,
+                  "models": models, "health": health}))
+"""
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: bool
+    stdout: str = ""
+    error: str = ""
+
+
+def connection(name: str, data: dict[str, Any]):
+    """A fabric Connection from pyinfra host data (hostname, user, key, port, known_hosts)."""
+    import paramiko
+    from fabric import Connection
+
+    kwargs: dict[str, Any] = {"timeout": int(data.get("ssh_connect_timeout") or 10)}
+    if data.get("ssh_key"):
+        kwargs["key_filename"] = data["ssh_key"]
+    conn = Connection(
+        str(data.get("ssh_hostname") or name),
+        user=data.get("ssh_user"),
+        port=int(data.get("ssh_port") or 22),
+        connect_kwargs=kwargs,
+    )
+    if data.get("ssh_known_hosts_file"):
+        conn.client.load_host_keys(data["ssh_known_hosts_file"])
+    strict = str(data.get("ssh_strict_host_key_checking") or "").lower()
+    if strict in ("yes", "true", "1"):
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return conn
+
+
+def run_everywhere(
+    hosts: list[tuple[str, dict[str, Any]]], command: str, timeout: int = 60
+) -> list[HostResult]:
+    """``command`` on every host in parallel; results in inventory order."""
+
+    def one(item: tuple[str, dict[str, Any]]) -> HostResult:
+        name, data = item
+        try:
+            with connection(name, data) as conn:
+                res = conn.run(command, hide=True, warn=True, timeout=timeout)
+            return HostResult(name, res.ok, res.stdout, res.stderr.strip())
+        except Exception as exc:  # the row must say why, whatever it is
+            return HostResult(name, False, error=f"unreachable: {type(exc).__name__}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
+
+
+def status_command() -> str:
+    return f"python3 -c {shlex.quote(STATUS_PY)} {UNIT_NAME}.service {RELEASES}"
+
+
+def status_row(result: HostResult) -> dict[str, Any]:
+    """One row of ``llmfleet status``; unreachable hosts keep their reason."""
+    if not result.stdout.strip():
+        return {"host": result.host, "reachable": False, "error": result.error or "no output"}
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    m = data.get("manifest") or {}
+    unit = data.get("unit") or {}
+    return {
+        "host": result.host,
+        "reachable": True,
+        "release": data.get("release"),
+        "recipe": m.get("recipe"),
+        "engine": " ".join(m.get("engine", {}).get("packages", [])) or None,
+        "model": (f"{m['model']['repo']}@{m['model']['commit'][:12]}" if m.get("model") else None),
+        "unit": f"{unit.get('ActiveState', '?')}/{unit.get('SubState', '?')}",
+        "restarts": unit.get("NRestarts"),
+        "uptime_s": data.get("uptime_s"),
+        "health": data.get("health"),
+    }
+
+
+def logs_command(lines: int) -> str:
+    return f"journalctl -u {UNIT_NAME}.service -n {int(lines)} --no-pager -o short-iso"
+
+
+def restart_command() -> str:
+    return f"systemctl restart {UNIT_NAME}.service && systemctl is-active {UNIT_NAME}.service"
+
+
+def releases_command() -> str:
+    return (
+        f"cd {RELEASES} 2>/dev/null && for d in $(ls -1t | grep -v -e current -e previous); do "
+        f'm=""; [ "$(readlink current)" = "$d" ] && m="current"; '
+        f'[ "$(readlink previous)" = "$d" ] && m="previous"; '
+        f'echo "$d $(stat -c %y $d | cut -d. -f1) $m"; done'
+    )
+
+
+def gpu_command() -> str:
+    return (
+        "nvidia-smi --query-gpu=index,name,utilization.gpu,memory.used,memory.total "
+        "--format=csv,noheader 2>/dev/null || amd-smi list 2>/dev/null || "
+        "npu-smi info 2>/dev/null || echo 'no accelerator tools on this host'"
+    )

