@@ -17,6 +17,7 @@ from pyinfra.operations import python, server
 from roles import summary
 from roles.health import gate
 from roles.plan import fail_host
+from roles.pyenvs import MARKER as ENV_MARKER
 from roles.release import Releases, activate_commands, find, promote
 
 
@@ -39,7 +40,7 @@ def rollback() -> None:
         return
     venv = manifest["engine"].get("venv")
     if manifest["engine"].get("runtime") == "venv" and not host.get_fact(
-        File, path=f"{venv}/bin/python"
+        File, path=f"{venv}/{ENV_MARKER}"
     ):
         fail_host(
             f"{host.name}: release {target}: its engine venv {venv} is gone "

@@ -12,6 +12,7 @@ table at the end names every host and what happened to it.
 from pyinfra import host
 from pyinfra.operations.util import any_changed
 
+from llmfleet.apikeys import api_key_for
 from llmfleet.deployment import Deployment
 from llmfleet.errors import LlmfleetError
 from llmfleet.render import render
@@ -70,6 +71,9 @@ def serve(plan: ServePlan) -> None:
     extra_env = (
         {"HF_HUB_OFFLINE": "1", "HF_HOME": dep.hf_home} if rendered.runtime == "venv" else {}
     )
+    key = api_key_for(host.name, data, rendered.engine)
+    if key:  # in the 0600 env file only, never argv
+        extra_env["VLLM_API_KEY"] = key
     unit, env = unit_files(
         rendered,
         venv=venv,

@@ -267,14 +267,33 @@ def _lab_chat(a: argparse.Namespace) -> int:
 
 
 def _fleet(inventory: str, limit: list[str] | None = None) -> list[tuple[str, dict]]:
-    from .plan import load_inventory_data
-
-    hosts = [(name, data) for name, _, data in load_inventory_data(inventory)]
+    """(name, data) per inventory host, read in a child process: importing pyinfra's CLI
+    package gevent-patches the importing process, which deadlocks the SSH threads here."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmfleet", "inventory-data", inventory],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise LlmfleetError(
+            proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"inventory {inventory}: could not be read"
+        )
+    hosts = [(name, data) for name, data in json.loads(proc.stdout)]
     if limit:
         hosts = [(n, d) for n, d in hosts if n in limit]
         if not hosts:
             raise LlmfleetError(f"--limit {' '.join(limit)}: no such host in {inventory}")
     return hosts
+
+
+def cmd_inventory_data(cat: Catalog, a: argparse.Namespace) -> int:
+    from .plan import load_inventory_data
+
+    hosts = [[name, data] for name, _, data in load_inventory_data(a.inventory)]
+    print(json.dumps(hosts, default=str))
+    return 0
 
 
 def _uptime(seconds: int | None) -> str:
@@ -452,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             sp.add_argument("-n", "--lines", type=int, default=50)
         sp.set_defaults(func=cmd_oncall)
+
+    inv = sub.add_parser("inventory-data", help=argparse.SUPPRESS)
+    inv.add_argument("inventory")
+    inv.set_defaults(func=cmd_inventory_data)
 
     ro = sub.add_parser(
         "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"

@@ -42,8 +42,16 @@ if s.get("ActiveState") == "active":
     up = round(float(open("/proc/uptime").read().split()[0]) - since)
 models, health = None, "down"
 port = manifest.get("port", 8000)
+headers = {}
 try:
-    with urllib.request.urlopen("http://127.0.0.1:%s/v1/models" % port, timeout=5) as r:
+    for line in open("/etc/llmfleet/serve.env").read().splitlines():
+        if line.startswith("VLLM_API_KEY="):
+            headers["Authorization"] = "Bearer " + line.split("=", 1)[1].strip("'\"")
+except OSError:
+    pass
+try:
+    req = urllib.request.Request("http://127.0.0.1:%s/v1/models" % port, headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as r:
         models = [m["id"] for m in json.load(r).get("data", [])]
     health = "serving" if manifest.get("served_name") in models else "wrong model"
 except Exception as exc:

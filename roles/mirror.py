@@ -17,10 +17,11 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.systemd import SystemdStatus
-from pyinfra.operations import files, python, server, systemd
+from pyinfra.operations import files, python, systemd
 
 from llmfleet.render import jinja_env
 
+from .accounts import service_account
 from .pyenvs import TOOLS_DIR, PackageSource, ensure_venv
 
 OLAH = "olah==0.5.4"
@@ -103,18 +104,7 @@ def hub_mirror(
     was_running = bool(host.get_fact(SystemdStatus).get(UNIT))
     ops: list = []
     ensure_venv("Hub mirror", VENV, [OLAH], source, ops, parent=TOOLS_DIR)
-    server.group(name="Mirror group", group=USER, system=True)
-    server.user(
-        name="Mirror user (no shell)",
-        user=USER,
-        group=USER,
-        system=True,
-        home=HOME,
-        shell="/usr/sbin/nologin",
-        ensure_home=False,
-    )
-    files.directory(name="Mirror cache", path=HOME, user=USER, group=USER, mode="750")
-    files.directory(name="Config directory", path="/etc/llmfleet", mode="755")
+    service_account(USER, HOME, "Mirror")
     conf = files.put(
         name="olah config",
         dest=CONFIG,

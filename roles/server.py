@@ -14,10 +14,11 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.systemd import SystemdStatus
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from llmfleet.render import UNIT_NAME, Rendered, env_file_text, unit_text
 
+from .accounts import service_account
 from .facts import PortListeners
 from .plan import fail_host
 
@@ -65,18 +66,7 @@ def unit_files(
 
 @deploy("Server")
 def serve_unit(unit_body: str, env_body: str, *, user: str) -> list[OperationMeta]:
-    server.group(name="Service group", group=user, system=True)
-    server.user(
-        name="Service user (no shell)",
-        user=user,
-        group=user,
-        system=True,
-        home=HOME,
-        shell="/usr/sbin/nologin",
-        ensure_home=False,
-    )
-    files.directory(name="Service home", path=HOME, user=user, group=user, mode="750")
-    files.directory(name="Config directory", path="/etc/llmfleet", mode="755")
+    service_account(user, HOME, "Service")
     env = files.put(
         name="Environment file (0600)",
         src=StringIO(env_body),

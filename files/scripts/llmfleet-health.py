@@ -15,10 +15,25 @@ import time
 import urllib.error
 import urllib.request
 
+HEADERS = {"Content-Type": "application/json"}
+
+
+def api_key(env_file: str) -> str | None:
+    """The endpoint key from the unit's 0600 env file (we run as root); never from argv."""
+    try:
+        with open(env_file) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("VLLM_API_KEY="):
+            return line.split("=", 1)[1].strip().strip("'\"")
+    return None
+
 
 def get(url: str, body: dict | None = None, timeout: float = 30):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, headers=HEADERS)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         text = resp.read().decode()
     return json.loads(text) if text.strip() else {}
@@ -52,7 +67,11 @@ def main() -> int:
     p.add_argument("--unit", default="llmfleet-serve")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--prompt", default="Say hello.")
+    p.add_argument("--env-file", default="/etc/llmfleet/serve.env")
     a = p.parse_args()
+    key = api_key(a.env_file)
+    if key:
+        HEADERS["Authorization"] = f"Bearer {key}"
     base = f"http://127.0.0.1:{a.port}"
     start, stage, last_error = time.time(), "health", ""
     _, restarts0 = unit_state(a.unit)

@@ -24,6 +24,8 @@ import pytest
 from llmfleet.lab import hosts, lab, network, rootfs
 from llmfleet.lab.state import load_state, state_dir
 
+from .labkit import fresh_lab
+
 
 def ssh(host: dict[str, Any], command: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run ``command`` on a lab host with the lab key and known_hosts (strict)."""
@@ -42,12 +44,8 @@ def ssh_out(host: dict[str, Any], command: str) -> str:
 @pytest.fixture(scope="module")
 def lab_state() -> Iterator[dict[str, Any]]:
     """A 2-host lab for the module; always taken down afterwards."""
-    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
-    try:
-        lab.down()  # start from clean hosts, whatever was left running
-        yield lab.up(hosts=2)
-    finally:
-        lab.down()
+    with fresh_lab(2) as state:
+        yield state
 
 
 @pytest.mark.lab

@@ -16,42 +16,19 @@ from typing import Any
 
 import pytest
 
-from llmfleet.lab import hosts, lab
+from .labkit import ROOT, fresh_lab, run_pyinfra, ssh_run
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
 UNIT = "llmfleet-serve.service"
 RELEASES = "/var/lib/llmfleet/releases"
 
 
-def pyinfra(deploy: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "inventories/lab.py",
-            deploy,
-            "--limit",
-            "lab1",
-            *args,
-        ],
-        cwd=ROOT,
-        env={**env, "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=1800,
-    )
+def pyinfra(deploy: str, *args: str, limit: str = "lab1") -> subprocess.CompletedProcess:
+    return run_pyinfra(deploy, *args, limit=limit)
 
 
-def ssh(host: dict[str, Any], command: str) -> str:
-    proc = subprocess.run(hosts.ssh_argv(host, command), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, f"{host['name']}: `{command}`: {proc.stderr}"
-    return proc.stdout.strip()
+ssh = ssh_run
 
 
 def running_args(host: dict[str, Any]) -> str:
@@ -67,12 +44,8 @@ def releases(host: dict[str, Any]) -> dict[str, str | None]:
 
 @pytest.fixture(scope="module")
 def lab1() -> Iterator[dict[str, Any]]:
-    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
-    try:
-        lab.down()  # start from clean hosts, whatever was left running
-        yield lab.up(hosts=3)["hosts"][0]
-    finally:
-        lab.down()
+    with fresh_lab(3) as state:
+        yield state["hosts"][0]
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +208,25 @@ def test_rollout_stops_at_the_failure_threshold_and_the_rest_keep_serving(
     assert "--max-num-seqs 3" in running_args(lab1)
     assert ssh(lab3, f"systemctl show -p MainPID --value {UNIT}") == lab3_pid  # untouched
     assert ssh(lab3, f"systemctl is-active {UNIT}") == "active"
+
+
+def test_optional_api_key_guards_the_endpoint_and_stays_out_of_argv(
+    lab1: dict[str, Any], a_and_b: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.setenv("LLMFLEET_SECRETS_DIR", str(tmp_path))
+    deployed = pyinfra("deploys/serve.py", "--data", "api_key=true")
+    assert deployed.returncode == 0, deployed.stdout[-3000:]
+    key = (tmp_path / "lab1.api-key").read_text().strip()
+    assert key not in deployed.stdout
+    url = f"http://{lab1['address']}:8000/v1/models"
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(url, timeout=30)
+    assert denied.value.code == 401
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert json.load(resp)["data"][0]["id"] == "tiny"
+    assert key not in ssh(lab1, "ps -eo args") and key not in ssh(lab1, f"systemctl show {UNIT}")
+    assert ssh(lab1, "stat -c %a /etc/llmfleet/serve.env") == "600"

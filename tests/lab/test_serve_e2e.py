@@ -26,7 +26,9 @@ from typing import Any
 
 import pytest
 
-from llmfleet.lab import hosts, lab
+from llmfleet.lab import hosts
+
+from .labkit import fresh_lab
 
 pytestmark = pytest.mark.lab
 
@@ -81,12 +83,8 @@ def unit_prop(host: dict[str, Any], prop: str) -> str:
 
 @pytest.fixture(scope="module")
 def lab_state() -> Iterator[dict[str, Any]]:
-    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
-    try:
-        lab.down()  # start from clean hosts, whatever was left running
-        yield lab.up(hosts=2)
-    finally:
-        lab.down()
+    with fresh_lab(2) as state:
+        yield state
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,53 @@
+"""What every lab test module shares: a fresh lab, SSH to its hosts, pyinfra runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from llmfleet.lab import hosts, lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def fresh_lab(n: int) -> Iterator[dict[str, Any]]:
+    """An ``n``-host lab from clean hosts (whatever was left running), always taken down."""
+    assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
+    try:
+        lab.down()
+        yield lab.up(hosts=n)
+    finally:
+        lab.down()
+
+
+def ssh_run(host: dict[str, Any], command: str, timeout: float = 120) -> str:
+    """Stdout of ``command`` on a lab host (strict host keys); fails the test on error."""
+    proc = subprocess.run(
+        hosts.ssh_argv(host, command), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"{host['name']}: `{command}`: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def run_pyinfra(
+    deploy: str, *args: str, inventory: str = "inventories/lab.py", limit: str | None = None
+) -> subprocess.CompletedProcess:
+    """``pyinfra -y INVENTORY DEPLOY`` with no Hub token in its environment; stdout holds
+    pyinfra's log and our summary together."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    where = ["--limit", limit] if limit else []
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory, deploy, *where, *args],
+        cwd=ROOT,
+        env={**env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1800,
+    )
