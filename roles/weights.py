@@ -25,8 +25,9 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, python
+from pyinfra.operations import files, python, server
 
+from llmfleet.errors import LlmfleetError
 from llmfleet.hubapi import control_token, resolve_commit  # noqa: F401 (re-exported)
 
 from .pyenvs import TOOLS_DIR, PackageSource, ensure_venv
@@ -193,7 +194,97 @@ def weights_options(data: dict) -> dict:
         "include": [include] if isinstance(include, str) else list(include),
         "verify": str(data.get("weights_verify", "false")).lower() in ("1", "true", "yes"),
         "hub_requirement": data.get("hub_requirement") or HUB_REQUIREMENT,
+        **fanout(data),
     }
+
+
+def fanout(data: dict) -> dict:
+    """Site fan-out without a mirror: ``weights_peer: HOST`` copies from that host;
+    the named host serves its finished snapshot to the hosts that need it."""
+    from pyinfra import inventory, state
+
+    def targeted(h) -> bool:
+        return state.is_host_in_limit(h)
+
+    peer = data.get("weights_peer")
+    peer = None if peer == host.name else peer
+    address = None
+    if peer:
+        other = inventory.get_host(peer)
+        if other is None:
+            raise LlmfleetError(f"{host.name}: weights_peer: no host {peer!r} in the inventory")
+        address = str(other.data.get("ssh_hostname") or peer)
+    serves = any(
+        h.data.get("weights_peer") == host.name and h.name != host.name
+        for h in inventory
+        if targeted(h)
+    )
+    port = int(data.get("weights_peer_port") or PEER_PORT)
+    return {"peer": peer, "peer_address": address, "serves_peers": serves, "peer_port": port}
+
+
+PEER_PORT = 8099
+# peer host name -> True once a host that copies from it was prepared (read at run time)
+PEER_NEEDED: dict[str, bool] = {}
+
+
+def peer_command(
+    peer_url: str, repo: str, commit: str, hf_home: str, marker: str, workers: int, progress: str
+) -> str:
+    q = shlex.quote
+    return " ".join(
+        [
+            "python3",
+            HOST_SCRIPT,
+            "peer",
+            "--peer",
+            q(peer_url),
+            "--repo",
+            q(repo),
+            "--revision",
+            commit,
+            "--cache-dir",
+            q(f"{hf_home}/hub"),
+            "--marker",
+            q(marker),
+            "--workers",
+            str(int(workers)),
+            "--progress",
+            q(progress),
+        ]
+    )
+
+
+def _fan_out(serve: dict | None, copy: dict | None) -> None:
+    if serve:
+        _serve_peers(**serve)
+        return
+    assert copy is not None
+    # the serving host starts in this same operation: give it a moment
+    host.run_shell_command(
+        "for i in $(seq 120); do python3 -c "
+        f'"import urllib.request as u; u.urlopen({copy["url"]!r}, timeout=2)" '
+        "2>/dev/null && exit 0; sleep 0.5; done; exit 0"
+    )
+    _run_pull(copy["command"], copy["run_dir"], copy["label"])
+
+
+def _serve_peers(marker: str, bind: str, port: int, run_dir: str) -> None:
+    """Serve the finished snapshot to peers (detached, self-stopping after an hour)."""
+    q = shlex.quote
+    pid = f"{run_dir}/peer-serve.pid"
+    ok, out = host.run_shell_command(
+        f"mkdir -p {q(run_dir)} && (nohup python3 {HOST_SCRIPT} serve --marker {q(marker)} "
+        f"--bind {q(bind)} --port {int(port)} --seconds 3600 > {q(run_dir)}/peer-serve.log "
+        f"2>&1 & echo $! > {q(pid)}) && for i in $(seq 50); do "
+        f'python3 -c "import socket; socket.create_connection(({bind!r}, {int(port)}), 1)" '
+        f"2>/dev/null && exit 0; sleep 0.2; done; cat {q(run_dir)}/peer-serve.log; exit 1"
+    )
+    if not ok:
+        raise RuntimeError(
+            f"{host.name}: weights: could not serve peers on {bind}:{port}: "
+            f"{out.stdout}{out.stderr}"
+        )
 
 
 @deploy("Model weights")
@@ -208,16 +299,102 @@ def weights(
     include: list[str] | None = None,
     verify: bool = False,
     hub_requirement: str = HUB_REQUIREMENT,
+    peer: str | None = None,
+    peer_address: str | None = None,
+    serves_peers: bool = False,
+    peer_port: int = PEER_PORT,
 ) -> None:
+    """Pull from the Hub (or mirror); with ``peer``, copy from that host of the site
+    instead (fan-out without a mirror); with ``serves_peers``, serve the copies."""
     marker = marker_path(hf_home, repo, commit)
+    run_dir = f"{hf_home}/llmfleet/run"
     state = host.get_fact(SnapshotState, marker=marker, hashes=verify)
-    if state.get("ok"):
-        return
+    me = host.name  # for the run-time checks below (the `host` proxy moves on)
+    if not state.get("ok"):
+        _fetch(
+            repo,
+            commit,
+            hf_home,
+            endpoint,
+            source,
+            ops,
+            workers,
+            include,
+            verify,
+            hub_requirement,
+            state,
+            marker,
+            from_peer=bool(peer),
+        )
+    # One operation for both sides of a fan-out, so pyinfra runs them together: the
+    # serving host starts its server at once, the copying hosts wait for it and copy.
+    copying = bool(peer and not state.get("ok"))
+    if copying:
+        PEER_NEEDED[peer] = True
+    if serves_peers or copying:
+        fan = python.call(
+            name="Fan out weights (peer serves, others copy)",
+            function=_fan_out,
+            serve=None
+            if copying
+            else {
+                "marker": marker,
+                "bind": str(host.data.get("ssh_hostname") or host.name),
+                "port": peer_port,
+                "run_dir": run_dir,
+            },
+            copy=None
+            if not copying
+            else {
+                "command": peer_command(
+                    f"http://{peer_address}:{peer_port}",
+                    repo,
+                    commit,
+                    hf_home,
+                    marker,
+                    workers,
+                    f"{run_dir}/progress.json",
+                ),
+                "url": f"http://{peer_address}:{peer_port}/marker.json",
+                "run_dir": run_dir,
+                "label": f"{repo}@{commit[:12]} from {peer}",
+            },
+            _if=lambda: copying or PEER_NEEDED.get(me, False),
+        )
+        if copying:
+            ops.append(fan)
+    if serves_peers:
+        server.shell(
+            name="Stop serving peers",
+            commands=[
+                f"kill $(cat {run_dir}/peer-serve.pid) 2>/dev/null; rm -f {run_dir}/peer-serve.pid"
+            ],
+            _if=lambda: PEER_NEEDED.get(me, False),
+        )
+
+
+def _fetch(
+    repo,
+    commit,
+    hf_home,
+    endpoint,
+    source,
+    ops,
+    workers,
+    include,
+    verify,
+    hub_requirement,
+    state,
+    marker,
+    from_peer: bool,
+) -> None:
     if state.get("bad"):
         print(f"    [{host.name}] weights: {repo}@{commit[:12]} needs repair: {state['bad']}")
-    ensure_venv("Hub tools", HUB_VENV, [hub_requirement], source, ops, parent=TOOLS_DIR)
     ops.append(files.directory(name="Weights cache", path=f"{hf_home}/llmfleet", mode="755"))
     ops.append(files.put(name="Fetch script", src=str(SCRIPT), dest=HOST_SCRIPT, mode="755"))
+    if from_peer:  # the copy op comes later, once the peer serves (see weights())
+        return
+    ensure_venv("Hub tools", HUB_VENV, [hub_requirement], source, ops, parent=TOOLS_DIR)
     token = control_token()
     if token:
         ops.append(

@@ -134,6 +134,138 @@ class Progress(threading.Thread):
                 os.replace(tmp, self.path)
 
 
+def write_marker(path: str, marker: dict) -> None:
+    """Written last and atomically: its presence means the snapshot is whole."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(marker, fh)
+    os.replace(tmp, path)
+
+
+def serve(a: argparse.Namespace) -> int:
+    """Serve this host's finished snapshot to its peers: the marker (with the Hub's
+    manifest) and exactly the files it lists, nothing else of the disk."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import unquote
+
+    with open(a.marker) as fh:
+        marker = json.load(fh)
+    body = json.dumps(marker).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/marker.json":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            name = unquote(self.path[len("/files/") :]) if self.path.startswith("/files/") else ""
+            if name not in marker["files"]:
+                self.send_error(404)
+                return
+            path = os.path.join(marker["path"], name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(os.path.getsize(path)))
+            self.end_headers()
+            with open(path, "rb") as fh:
+                os.sendfile(self.wfile.fileno(), fh.fileno(), 0, os.path.getsize(path))
+
+        def log_message(self, fmt: str, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((a.bind, a.port), Handler)
+    threading.Timer(a.seconds, server.shutdown).start()  # never outlives the deploy for long
+    server.serve_forever()
+    return 0
+
+
+def peer(a: argparse.Namespace) -> int:
+    """Copy a snapshot another host of this site already has, over HTTP on the private
+    network, into the same cache layout, verified against the manifest in its marker."""
+    import concurrent.futures
+    import urllib.request
+
+    base = a.peer.rstrip("/")
+    start = time.time()
+    try:
+        with urllib.request.urlopen(f"{base}/marker.json", timeout=30) as resp:
+            marker = json.load(resp)
+    except Exception as exc:
+        print(f"llmfleet-fetch: cannot read the peer's marker at {base}: {exc}", file=sys.stderr)
+        return 2
+    if marker.get("revision") != a.revision or marker.get("repo") != a.repo:
+        print(
+            f"llmfleet-fetch: peer {base} has {marker.get('repo')}@{marker.get('revision')}, "
+            f"not {a.repo}@{a.revision}",
+            file=sys.stderr,
+        )
+        return 2
+    files = marker["files"]
+    repo_dir = os.path.join(a.cache_dir, "models--" + a.repo.replace("/", "--"))
+    blobs = os.path.join(repo_dir, "blobs")
+    snap = os.path.join(repo_dir, "snapshots", a.revision)
+    os.makedirs(blobs, exist_ok=True)
+    total = sum(m["size"] for m in files.values())
+    free = shutil.disk_usage(a.cache_dir).free
+    if total > free:
+        print(
+            f"llmfleet-fetch: needs {total / 1e9:.1f} GB in {a.cache_dir}, "
+            f"only {free / 1e9:.1f} GB free",
+            file=sys.stderr,
+        )
+        return 3
+    progress = Progress(blobs, 0, total, a.progress)
+    progress.start()
+
+    def one(name: str) -> str | None:
+        meta = files[name]
+        blob = os.path.join(blobs, meta.get("sha256") or meta["blob_id"])
+        if not (os.path.isfile(blob) and os.path.getsize(blob) == meta["size"]):
+            tmp = blob + ".peer.incomplete"
+            with (
+                urllib.request.urlopen(
+                    f"{base}/files/{urllib.request.quote(name)}", timeout=60
+                ) as resp,
+                open(tmp, "wb") as out,
+            ):
+                shutil.copyfileobj(resp, out, CHUNK)
+            os.replace(tmp, blob)
+        link = os.path.join(snap, name)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if not os.path.lexists(link):
+            os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
+        bad = bad_files(snap, {name: meta}, True)
+        return f"{name}: {bad[name]}" if bad else None
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(a.workers) as pool:
+            errors = [e for e in pool.map(one, sorted(files)) if e]
+    except Exception as exc:
+        print(
+            f"llmfleet-fetch: copy from peer {base}: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
+        return 1
+    finally:
+        progress.stop.set()
+    if errors:
+        print(f"llmfleet-fetch: from peer {base}: {errors}", file=sys.stderr)
+        return 4
+    write_marker(
+        a.marker,
+        {
+            **marker,
+            "path": snap,
+            "verified": True,
+            "refetched": [],
+            "from_peer": base,
+            "seconds": round(time.time() - start, 1),
+        },
+    )
+    return 0
+
+
 def pull(a: argparse.Namespace) -> int:
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
@@ -208,11 +340,7 @@ def pull(a: argparse.Namespace) -> int:
         "refetched": sorted(bad),
         "seconds": round(time.time() - start, 1),
     }
-    os.makedirs(os.path.dirname(a.marker), exist_ok=True)
-    tmp = a.marker + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(marker, fh)
-    os.replace(tmp, a.marker)
+    write_marker(a.marker, marker)
     print(json.dumps({k: marker[k] for k in ("path", "bytes", "seconds", "refetched")}))
     return 0
 
@@ -229,6 +357,19 @@ def main() -> int:
     pl.add_argument("--include", action="append", default=[], help="only files matching")
     pl.add_argument("--verify", action="store_true", help="check every file's checksum too")
     pl.add_argument("--progress", help="write progress JSON here every second")
+    pe = sub.add_parser("peer", help="copy the snapshot from a peer host (site fan-out)")
+    pe.add_argument("--peer", required=True, help="http://PEER:PORT of `serve` on that host")
+    pe.add_argument("--repo", required=True)
+    pe.add_argument("--revision", required=True)
+    pe.add_argument("--cache-dir", required=True)
+    pe.add_argument("--marker", required=True)
+    pe.add_argument("--workers", type=int, default=8)
+    pe.add_argument("--progress")
+    sv = sub.add_parser("serve", help="serve this host's snapshot to peers for a while")
+    sv.add_argument("--marker", required=True)
+    sv.add_argument("--bind", required=True)
+    sv.add_argument("--port", type=int, default=8099)
+    sv.add_argument("--seconds", type=int, default=3600)
     ck = sub.add_parser("check", help="is the recorded snapshot still whole? (stdlib only)")
     ck.add_argument("--marker", required=True)
     ck.add_argument("--hashes", action="store_true")
@@ -236,7 +377,7 @@ def main() -> int:
     if argv and argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
         argv = ["pull", *argv]  # pull is the default command
     a = p.parse_args(argv)
-    return pull(a) if a.cmd == "pull" else check(a)
+    return {"pull": pull, "check": check, "peer": peer, "serve": serve}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ N_SHARDS, SHARD_MB = 8, 16
 BLOBS = "/var/lib/llmfleet/hf/hub/models--llmfleet-lab--shards/blobs"
 
 
-def weights(*args: str) -> subprocess.CompletedProcess:
+def weights(*args: str, deploy: str = "deploys/weights.py") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     return subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploys/weights.py", *args],
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", deploy, *args],
         cwd=ROOT,
         env={**env, "COLUMNS": "200"},
         stdout=subprocess.PIPE,
@@ -200,27 +200,16 @@ def test_dead_mirror_is_a_clear_error(lab_state: dict[str, Any]) -> None:
     assert "Error: executed 0 commands" in proc.stdout
 
 
+def deploy_mirror(lab_state: dict[str, Any]) -> subprocess.CompletedProcess:
+    upstream = lab_state["services"]["hub_upstream_url"]
+    return weights(
+        "--limit", "lab1", "--data", f"mirror_upstream={upstream}", deploy="deploys/mirror.py"
+    )
+
+
 def test_site_mirror_fetches_each_file_from_the_hub_once(lab_state: dict[str, Any]) -> None:
     hub_url = lab_state["services"]["hub_url"]
-    mirror = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "inventories/lab.py",
-            "deploys/mirror.py",
-            "--limit",
-            "lab1",
-            "--data",
-            f"mirror_upstream={lab_state['services']['hub_upstream_url']}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=900,
-    )
+    mirror = deploy_mirror(lab_state)
     assert mirror.returncode == 0, mirror.stdout[-3000:]
     lab1 = lab_state["hosts"][0]
     assert ssh(lab1, "systemctl is-active llmfleet-mirror") == "active"
@@ -244,23 +233,31 @@ def test_site_mirror_fetches_each_file_from_the_hub_once(lab_state: dict[str, An
     size = N_SHARDS * (SHARD_MB << 20)
     print(f"Hub bytes for 2 hosts through the mirror: {sent} ({sent / size:.2f} copies)")
     assert size <= sent < 1.2 * size  # one copy (plus HTTP and SSH overhead), not two
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "inventories/lab.py",
-            "deploys/mirror.py",
-            "--limit",
-            "lab1",
-            "--data",
-            f"mirror_upstream={lab_state['services']['hub_upstream_url']}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=900,
-    )
+    again = deploy_mirror(lab_state)
     assert changed(again) == 0, again.stdout[-3000:]
+
+
+def test_fan_out_from_a_peer_costs_the_hub_one_copy(lab_state: dict[str, Any]) -> None:
+    args = [
+        "--data",
+        f"model_repo={SHARDS}",
+        "--data",
+        "hf_home=/var/lib/llmfleet/hf-peer",
+        "--data",
+        "weights_peer=lab1",
+    ]
+    before = hub_bytes_sent()
+    fanned = weights(*args)
+    sent = hub_bytes_sent() - before
+    assert fanned.returncode == 0, fanned.stdout[-3000:]
+    size = N_SHARDS * (SHARD_MB << 20)
+    print(f"Hub bytes for 2 hosts with peer fan-out: {sent} ({sent / size:.2f} copies)")
+    assert size <= sent < 1.2 * size
+    lab2 = lab_state["hosts"][1]
+    marker = json.loads(ssh(lab2, "cat /var/lib/llmfleet/hf-peer/llmfleet/*shards@*.complete"))
+    assert marker["from_peer"] == "http://10.213.0.11:8099" and marker["verified"] is True
+    assert "Fan out weights (peer serves, others copy)" in fanned.stdout
+    assert "Stop serving peers" in fanned.stdout
+    assert not ssh(lab_state["hosts"][0], "ss -Htln 'sport = :8099'")  # nothing left running
+    again = weights(*args)
+    assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
