@@ -379,8 +379,7 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
             sys.executable,
             "-m",
             "pyinfra",
-            "-y",
-            "--dry",
+            "--dry",  # no -y: with it pyinfra skips the change detection --dry prints
             "--diff",
             a.inventory,
             a.deploy,

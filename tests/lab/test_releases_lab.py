@@ -230,3 +230,35 @@ def test_optional_api_key_guards_the_endpoint_and_stays_out_of_argv(
         assert json.load(resp)["data"][0]["id"] == "tiny"
     assert key not in ssh(lab1, "ps -eo args") and key not in ssh(lab1, f"systemctl show {UNIT}")
     assert ssh(lab1, "stat -c %a /etc/llmfleet/serve.env") == "600"
+
+
+def test_rollout_dry_run_shows_the_unit_diff_and_changes_nothing(
+    lab1: dict[str, Any], a_and_b: dict
+) -> None:
+    pid = ssh(lab1, f"systemctl show -p MainPID --value {UNIT}")
+    unit = ssh(lab1, f"md5sum /etc/systemd/system/{UNIT}")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmfleet",
+            "rollout",
+            "inventories/lab.py",
+            "--limit",
+            "lab1",
+            "--dry",
+            "--data",
+            "flag.--max-num-seqs=5",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"[lab1] Will modify /etc/systemd/system/{UNIT}" in out
+    assert re.search(r"\+ ExecStart=.*--max-num-seqs 5", out), out[-3000:]
+    assert ssh(lab1, f"systemctl show -p MainPID --value {UNIT}") == pid
+    assert ssh(lab1, f"md5sum /etc/systemd/system/{UNIT}") == unit
