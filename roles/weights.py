@@ -97,18 +97,7 @@ def pull_command(
         f"{HUB_VENV}/bin/python",
         HOST_SCRIPT,
         "pull",
-        "--repo",
-        q(repo),
-        "--revision",
-        commit,
-        "--cache-dir",
-        q(f"{hf_home}/hub"),
-        "--marker",
-        q(marker),
-        "--workers",
-        str(int(workers)),
-        "--progress",
-        q(progress),
+        *_target_args(repo, commit, hf_home, marker, workers, progress),
     ]
     args += [a for pattern in include for a in ("--include", q(pattern))]
     if verify:
@@ -228,29 +217,38 @@ PEER_PORT = 8099
 PEER_NEEDED: dict[str, bool] = {}
 
 
+def _target_args(
+    repo: str, commit: str, hf_home: str, marker: str, workers: int, progress: str
+) -> list[str]:
+    """What both the Hub pull and the peer copy are told: which snapshot, where, how."""
+    q = shlex.quote
+    return [
+        "--repo",
+        q(repo),
+        "--revision",
+        commit,
+        "--cache-dir",
+        q(f"{hf_home}/hub"),
+        "--marker",
+        q(marker),
+        "--workers",
+        str(int(workers)),
+        "--progress",
+        q(progress),
+    ]
+
+
 def peer_command(
     peer_url: str, repo: str, commit: str, hf_home: str, marker: str, workers: int, progress: str
 ) -> str:
-    q = shlex.quote
     return " ".join(
         [
             "python3",
             HOST_SCRIPT,
             "peer",
             "--peer",
-            q(peer_url),
-            "--repo",
-            q(repo),
-            "--revision",
-            commit,
-            "--cache-dir",
-            q(f"{hf_home}/hub"),
-            "--marker",
-            q(marker),
-            "--workers",
-            str(int(workers)),
-            "--progress",
-            q(progress),
+            shlex.quote(peer_url),
+            *_target_args(repo, commit, hf_home, marker, workers, progress),
         ]
     )
 

@@ -24,6 +24,18 @@ UNIT = "llmfleet-serve.service"
 RELEASES = "/var/lib/llmfleet/releases"
 
 
+def llmfleet(*args: str) -> subprocess.CompletedProcess:
+    """The ``llmfleet`` command as an operator types it (wide output, 30 min at most)."""
+    return subprocess.run(
+        [sys.executable, "-m", "llmfleet", *args],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
 def pyinfra(deploy: str, *args: str, limit: str = "lab1") -> subprocess.CompletedProcess:
     return run_pyinfra(deploy, *args, limit=limit)
 
@@ -118,13 +130,7 @@ def test_status_shows_every_host_stopped_and_unreachable_included(
         "lab = _h + [('ghost', {**_h[0][1], 'ssh_hostname': '10.213.0.99',"
         " 'ssh_connect_timeout': 3})]\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "llmfleet", "status", str(inventory), "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = llmfleet("status", str(inventory), "--json")
     rows = {r["host"]: r for r in json.loads(proc.stdout)}
     assert proc.returncode == 1  # not every host is serving
     current = releases(lab1)["current"]
@@ -134,31 +140,15 @@ def test_status_shows_every_host_stopped_and_unreachable_included(
     assert rows["lab1"]["model"].startswith("llmfleet-lab/tiny-qwen2@")
     assert rows["lab2"]["unit"].startswith("inactive") and rows["lab2"]["health"].startswith("down")
     assert rows["ghost"]["reachable"] is False and "unreachable" in rows["ghost"]["error"]
-    table = subprocess.run(
-        [sys.executable, "-m", "llmfleet", "status", str(inventory)],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    table = llmfleet("status", str(inventory))
     assert re.search(r"ghost .*unreachable", table.stdout), table.stdout
-    logs = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmfleet",
-            "logs",
-            "inventories/lab.py",
-            "--limit",
-            "lab1",
-            "-n",
-            "5",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    logs = llmfleet(
+        "logs",
+        "inventories/lab.py",
+        "--limit",
+        "lab1",
+        "-n",
+        "5",
     )
     assert logs.returncode == 0 and "lab1" in logs.stdout
 
@@ -179,25 +169,15 @@ def test_rollout_stops_at_the_failure_threshold_and_the_rest_keep_serving(
     )
     lab3_pid = ssh(lab3, f"systemctl show -p MainPID --value {UNIT}")
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "llmfleet",
-                "rollout",
-                "inventories/lab.py",
-                "--batch",
-                "1",
-                "--max-fail",
-                "0",
-                "--data",
-                "flag.--max-num-seqs=3",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            timeout=1800,
+        proc = llmfleet(
+            "rollout",
+            "inventories/lab.py",
+            "--batch",
+            "1",
+            "--max-fail",
+            "0",
+            "--data",
+            "flag.--max-num-seqs=3",
         )
     finally:
         ssh(lab2, f"rm -rf {dropin} && systemctl daemon-reload")
@@ -237,24 +217,14 @@ def test_rollout_dry_run_shows_the_unit_diff_and_changes_nothing(
 ) -> None:
     pid = ssh(lab1, f"systemctl show -p MainPID --value {UNIT}")
     unit = ssh(lab1, f"md5sum /etc/systemd/system/{UNIT}")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmfleet",
-            "rollout",
-            "inventories/lab.py",
-            "--limit",
-            "lab1",
-            "--dry",
-            "--data",
-            "flag.--max-num-seqs=5",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = llmfleet(
+        "rollout",
+        "inventories/lab.py",
+        "--limit",
+        "lab1",
+        "--dry",
+        "--data",
+        "flag.--max-num-seqs=5",
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
