@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.operations.util import any_changed
 
 from llmfleet.apikeys import api_key_for
-from llmfleet.deployment import Deployment
+from llmfleet.deployment import Deployment, override_items
 from llmfleet.errors import LlmfleetError
 from llmfleet.render import render
 from roles import summary
@@ -23,19 +23,6 @@ from roles.plan import ServePlan, current, fail_host
 from roles.release import Releases, promote, release_id, stage
 from roles.server import port_is_free, serve_unit, unit_files, was_running
 from roles.weights import resolve_commit, snapshot_dir, weights, weights_options
-
-# what a release manifest records of the host data: the operator's overrides
-OVERRIDE_PREFIXES = (
-    "flag.",
-    "env.",
-    "overlay.",
-    "flags",
-    "env",
-    "overlays",
-    "revision",
-    "model_repo",
-    "port",
-)
 
 
 def serve(plan: ServePlan) -> None:
@@ -87,7 +74,7 @@ def serve(plan: ServePlan) -> None:
     manifest = {
         "id": rid,
         "recipe": recipe.id,
-        "overrides": {k: str(v) for k, v in data.items() if k.startswith(OVERRIDE_PREFIXES)},
+        "overrides": {k: str(v) for k, v in override_items(data).items()},
         "engine": {"runtime": rendered.runtime, "venv": venv, "packages": spec.packages},
         "model": {"repo": rendered.model_repo, "revision": rendered.revision, "commit": commit},
         "port": rendered.port,

@@ -37,6 +37,16 @@ PREFIXES = {
 }
 
 
+def override_items(data: dict[str, Any]) -> dict[str, Any]:
+    """The deployment keys and flag./env./overlay. overrides in flat host data."""
+    keys = set(SCALAR_KEYS) | {"flags", "env", "overlays"}
+    return {
+        k: v
+        for k, v in data.items()
+        if v is not None and (k in keys or k.startswith(tuple(PREFIXES)))
+    }
+
+
 @dataclass
 class Deployment:
     host_name: str = "-"
@@ -61,13 +71,7 @@ class Deployment:
     @classmethod
     def from_host_data(cls, data: dict[str, Any], host_name: str) -> Deployment:
         """Pick the deployment keys out of flat pyinfra host data (other keys are pyinfra's)."""
-        keys = set(SCALAR_KEYS) | {"flags", "env", "overlays"}
-        picked = {
-            k: v
-            for k, v in data.items()
-            if v is not None and (k in keys or k.startswith(("flag.", "env.", "overlay.")))
-        }
-        return cls.from_mapping(picked, host_name)
+        return cls.from_mapping(override_items(data), host_name)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], host_name: str = "-") -> Deployment:

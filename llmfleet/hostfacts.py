@@ -292,14 +292,21 @@ def _size_mib(size: object) -> int | None:
     return int(number * factor)
 
 
-def parse_amd_smi_static(text: str) -> Accelerators | None:
-    """``amd-smi static --json``: a bare list (older) or ``{"gpu_data": [...]}`` (newer)."""
-    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
+def _json_after_banner(text: str, openers: str):
+    """The JSON document in a tool's output, after any warning lines it printed first."""
+    start = min((i for i in (text.find(c) for c in openers) if i >= 0), default=-1)
     if start < 0:
         return None
     try:
-        data = json.loads(text[start:])
+        return json.loads(text[start:])
     except ValueError:
+        return None
+
+
+def parse_amd_smi_static(text: str) -> Accelerators | None:
+    """``amd-smi static --json``: a bare list (older) or ``{"gpu_data": [...]}`` (newer)."""
+    data = _json_after_banner(text, "[{")
+    if data is None:
         return None
     gpus = data.get("gpu_data", []) if isinstance(data, dict) else data
     if not isinstance(gpus, list):
@@ -327,12 +334,8 @@ def parse_amd_smi_static(text: str) -> Accelerators | None:
 
 def parse_rocm_smi_productname(text: str) -> Accelerators | None:
     """``rocm-smi --showproductname --json``: ``{"card0": {"Card Series": ...}}``."""
-    start = text.find("{")
-    if start < 0:
-        return None
-    try:
-        data = json.loads(text[start:])
-    except ValueError:
+    data = _json_after_banner(text, "{")
+    if not isinstance(data, dict):
         return None
     devices = []
     for key in sorted((k for k in data if k.startswith("card")), key=lambda k: int(k[4:] or 0)):

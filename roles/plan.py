@@ -50,16 +50,23 @@ def _sh(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+def _report(problems: list, missing: str | None) -> bool:
+    """Print warnings; fail the host on errors (or on ``missing``). True if it failed."""
+    for problem in problems:
+        if problem.severity == "warning":
+            print(f"[{host.name}] warning: {problem}")
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or missing:
+        fail_host("; ".join(str(e) for e in errors) or str(missing))
+        return True
+    return False
+
+
 def current() -> ServePlan | None:
     """The plan for ``host``, or None after queuing a failing operation."""
     catalog = load()
     plan = _fleet_plans(catalog)[host.name]
-    for problem in plan.problems:
-        if problem.severity == "warning":
-            print(f"[{host.name}] warning: {problem}")
-    errors = [p for p in plan.problems if p.severity == "error"]
-    if errors or plan.rendered is None:
-        fail_host("; ".join(str(e) for e in errors) or "no plan")
+    if _report(plan.problems, missing="no plan" if plan.rendered is None else None):
         return None
     return ServePlan(catalog, catalog.recipe(plan.recipe), plan.rendered, dict(host.data.dict()))
 
@@ -84,12 +91,7 @@ def onboarding() -> OnboardPlan | None:
     catalog = load()
     data = dict(host.data.dict())
     plan = plan_onboard(catalog, host.name, data, str(data.get("ssh_hostname") or host.name))
-    for problem in plan.problems:
-        if problem.severity == "warning":
-            print(f"[{host.name}] warning: {problem}")
-    errors = [p for p in plan.problems if p.severity == "error"]
-    if errors or plan.hardware is None:
-        fail_host("; ".join(str(e) for e in errors) or "no hardware profile")
+    if _report(plan.problems, missing="no hardware profile" if plan.hardware is None else None):
         return None
     recipe = catalog.recipe(plan.recipe) if plan.recipe else None
     return OnboardPlan(catalog, catalog.hw(plan.hardware), recipe, plan.rendered, data)

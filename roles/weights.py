@@ -309,21 +309,45 @@ def weights(
     state = host.get_fact(SnapshotState, marker=marker, hashes=verify)
     me = host.name  # for the run-time checks below (the `host` proxy moves on)
     if not state.get("ok"):
-        _fetch(
-            repo,
-            commit,
-            hf_home,
-            endpoint,
-            source,
-            ops,
-            workers,
-            include,
-            verify,
-            hub_requirement,
-            state,
-            marker,
-            from_peer=bool(peer),
-        )
+        if state.get("bad"):
+            print(f"    [{host.name}] weights: {repo}@{commit[:12]} needs repair: {state['bad']}")
+        ops.append(files.directory(name="Weights cache", path=f"{hf_home}/llmfleet", mode="755"))
+        ops.append(files.put(name="Fetch script", src=str(SCRIPT), dest=HOST_SCRIPT, mode="755"))
+        if not peer:  # from a peer, the copy op comes below, once the peer serves
+            ensure_venv("Hub tools", HUB_VENV, [hub_requirement], source, ops, parent=TOOLS_DIR)
+            token = control_token()
+            if token:
+                ops.append(
+                    files.put(
+                        name="Hub token (0600)",
+                        src=StringIO(token),
+                        dest=TOKEN_PATH,
+                        mode="600",
+                        user="root",
+                        group="root",
+                    )
+                )
+            command = pull_command(
+                repo,
+                commit,
+                hf_home,
+                marker,
+                endpoint=endpoint,
+                token=bool(token),
+                workers=workers,
+                include=list(include or []),
+                verify=verify or bool(state.get("bad")),
+                progress=f"{run_dir}/progress.json",
+            )
+            ops.append(
+                python.call(
+                    name=f"Pull {repo}@{commit[:12]}",
+                    function=_run_pull,
+                    command=command,
+                    run_dir=run_dir,
+                    label=f"{repo}@{commit[:12]}",
+                )
+            )
     # One operation for both sides of a fan-out, so pyinfra runs them together: the
     # serving host starts its server at once, the copying hosts wait for it and copy.
     copying = bool(peer and not state.get("ok"))
@@ -369,60 +393,3 @@ def weights(
             ],
             _if=lambda: PEER_NEEDED.get(me, False),
         )
-
-
-def _fetch(
-    repo,
-    commit,
-    hf_home,
-    endpoint,
-    source,
-    ops,
-    workers,
-    include,
-    verify,
-    hub_requirement,
-    state,
-    marker,
-    from_peer: bool,
-) -> None:
-    if state.get("bad"):
-        print(f"    [{host.name}] weights: {repo}@{commit[:12]} needs repair: {state['bad']}")
-    ops.append(files.directory(name="Weights cache", path=f"{hf_home}/llmfleet", mode="755"))
-    ops.append(files.put(name="Fetch script", src=str(SCRIPT), dest=HOST_SCRIPT, mode="755"))
-    if from_peer:  # the copy op comes later, once the peer serves (see weights())
-        return
-    ensure_venv("Hub tools", HUB_VENV, [hub_requirement], source, ops, parent=TOOLS_DIR)
-    token = control_token()
-    if token:
-        ops.append(
-            files.put(
-                name="Hub token (0600)",
-                src=StringIO(token),
-                dest=TOKEN_PATH,
-                mode="600",
-                user="root",
-                group="root",
-            )
-        )
-    command = pull_command(
-        repo,
-        commit,
-        hf_home,
-        marker,
-        endpoint=endpoint,
-        token=bool(token),
-        workers=workers,
-        include=list(include or []),
-        verify=verify or bool(state.get("bad")),
-        progress=f"{hf_home}/llmfleet/run/progress.json",
-    )
-    ops.append(
-        python.call(
-            name=f"Pull {repo}@{commit[:12]}",
-            function=_run_pull,
-            command=command,
-            run_dir=f"{hf_home}/llmfleet/run",
-            label=f"{repo}@{commit[:12]}",
-        )
-    )
