@@ -8,12 +8,18 @@ One run does everything:
    N shards of random bytes with a valid safetensors header, as plain git blobs
    committed with zlib level 0 (``hub.build_repo_from_files``), so olah serves
    it the way the lab serves its tiny model.
-2. Starts olah (offline, ``hub.start``) on 127.0.0.1 on a free port, from a
-   temporary run dir on the same disk as the cache.
+2. Starts the local Hub endpoint on 127.0.0.1 on a free port (``--hub``):
+   ``static`` (default), ``llmfleet.lab.statichub``, a read-only Hub stand-in
+   that sends bodies with sendfile(2) the way a CDN would; or ``olah``, the
+   lab's offline olah, which reads each blob whole on one core and tops out
+   near 20 MB/s here, so with it every HTTP client measures olah.
 3. Times, each into a fresh directory on the same disk, alternating the order
    every round (``--rounds``, default 2):
 
-   * ``toolkit``: ``files/scripts/llmfleet-fetch.py`` with its default workers;
+   * ``toolkit``: ``files/scripts/llmfleet-fetch.py`` as the role runs it
+     (``--transfer auto``: direct splice(2) transfer on a plain-HTTP endpoint);
+   * ``toolkit-hfhub``: the same script with ``--transfer huggingface_hub``,
+     the path it takes over HTTPS (the Hub itself);
    * ``hf-download``: ``hf download REPO --revision COMMIT --cache-dir DIR``
      with default settings;
    * ``local-limit``: a parallel in-kernel copy (``os.sendfile``, one thread per
@@ -31,7 +37,8 @@ One run does everything:
 
 Run from the repository root::
 
-    python3 bench/weights_pull.py [--size-gb 4] [--shards 8] [--rounds 2] [--json]
+    python3 bench/weights_pull.py [--size-gb 4] [--shards 8] [--rounds 2]
+                                  [--hub static|olah] [--json]
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ from llmfleet.lab import hub  # noqa: E402
 FETCH_SCRIPT = ROOT / "files" / "scripts" / "llmfleet-fetch.py"
 CACHE_ROOT = Path(os.environ.get("LLMFLEET_BENCH_CACHE", "/var/cache/llmfleet-bench"))
 ORG = "llmfleet-bench"
-METHODS = ("toolkit", "hf-download", "local-limit")
+METHODS = ("toolkit", "toolkit-hfhub", "hf-download", "local-limit")
 MB = 1_000_000
 CHUNK = 64 << 20
 BUILD_DATE = "2025-01-01T00:00:00+0000"
@@ -241,7 +248,7 @@ def run_cli(argv: list[str], env: dict[str, str], out: Path) -> None:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}:\n{tail}")
 
 
-def run_toolkit(ctx: dict, out: Path) -> Path:
+def run_toolkit(ctx: dict, out: Path, transfer: str = "auto") -> Path:
     argv = [
         sys.executable,
         str(FETCH_SCRIPT),
@@ -253,6 +260,8 @@ def run_toolkit(ctx: dict, out: Path) -> Path:
         str(out / "hf"),
         "--marker",
         str(out / "marker.json"),
+        "--transfer",
+        transfer,
     ]
     run_cli(argv, ctx["env"], out)
     if not (out / "marker.json").is_file():
@@ -293,7 +302,12 @@ def run_local_limit(ctx: dict, out: Path) -> Path:
     return dst
 
 
-RUNNERS = {"toolkit": run_toolkit, "hf-download": run_hf_download, "local-limit": run_local_limit}
+RUNNERS = {
+    "toolkit": run_toolkit,
+    "toolkit-hfhub": lambda ctx, out: run_toolkit(ctx, out, "huggingface_hub"),
+    "hf-download": run_hf_download,
+    "local-limit": run_local_limit,
+}
 
 
 def fsync_tree(root: Path) -> None:
@@ -323,6 +337,49 @@ def cpu_seconds(pid: int | None) -> float:
 def children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+class HubServer:
+    """The local Hub endpoint the HTTP methods pull from, in its own process (so its
+    CPU is counted apart from the client's): the static sendfile server or olah."""
+
+    def __init__(self, kind: str, manifest: dict, run_root: Path) -> None:
+        self.kind, self.manifest, self.run_root = kind, manifest, run_root
+        self.proc: subprocess.Popen | None = None
+        self.log = run_root / "hub.log"
+
+    def start(self) -> str:
+        m = self.manifest
+        if self.kind == "olah":
+            return hub.start(
+                Path(m["mirrors"]), self.run_root / "olah", "127.0.0.1", free_port(), m["repo"]
+            )
+        argv = [sys.executable, "-m", "llmfleet.lab.statichub", m["work_tree"], m["repo"]]
+        self.proc = subprocess.Popen(
+            [*argv, m["commit"]],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=open(self.log, "wb"),  # noqa: SIM115 (lives as long as the server)
+            text=True,
+        )
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            raise RuntimeError(f"static hub did not start: {self.log.read_text()[-1500:]}")
+        return line
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else hub.daemon(self.run_root / "olah").pid()
+
+    def stop(self) -> str:
+        """Stop it; return its log's tail."""
+        if self.kind == "olah":
+            tail = hub.daemon(self.run_root / "olah").log_tail(2000)
+            hub.stop(self.run_root / "olah")
+            return tail
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
 
 
 def warm_up(ctx: dict) -> None:
@@ -394,9 +451,13 @@ def summarize(runs: list[dict], total_bytes: int) -> dict:
 def ratios(summary: dict) -> dict:
     """Time ratios (toolkit seconds / other seconds): 2.0 = the toolkit takes twice as long."""
     out = {}
-    tk = summary["toolkit"]
-    for other, label in (("local-limit", "toolkit/limit"), ("hf-download", "toolkit/hf-download")):
-        o = summary[other]
+    pairs = (
+        ("toolkit", "local-limit", "toolkit/limit"),
+        ("toolkit", "hf-download", "toolkit/hf-download"),
+        ("toolkit-hfhub", "hf-download", "toolkit-hfhub/hf-download"),
+    )
+    for mine, other, label in pairs:
+        tk, o = summary[mine], summary[other]
         if "best_s" in tk and "best_s" in o:
             out[label] = {
                 "best": round(tk["best_s"] / o["best_s"], 2),
@@ -408,8 +469,8 @@ def ratios(summary: dict) -> dict:
 def table(result: dict) -> str:
     s, lines = result["summary"], []
     head = (
-        f"{'method':<13} {'runs (s)':<20} {'best s':>7} {'median s':>9} "
-        f"{'best MB/s':>10} {'median MB/s':>12} {'returned s':>11} {'CPU client/olah s':>18}"
+        f"{'method':<14} {'runs (s)':<20} {'best s':>7} {'median s':>9} "
+        f"{'best MB/s':>10} {'median MB/s':>12} {'returned s':>11} {'CPU client/hub s':>18}"
     )
     lines += [head, "-" * len(head)]
     for method in METHODS:
@@ -420,12 +481,12 @@ def table(result: dict) -> str:
         if "best_s" in m:
             cpu = f"{m['median_client_cpu_s']:.1f} / {m['median_olah_cpu_s']:.1f}"
             lines.append(
-                f"{method:<13} {runs:<20} {m['best_s']:>7.1f} {m['median_s']:>9.1f} "
+                f"{method:<14} {runs:<20} {m['best_s']:>7.1f} {m['median_s']:>9.1f} "
                 f"{m['best_mb_s']:>10.1f} {m['median_mb_s']:>12.1f} "
                 f"{m['best_returned_s']:>11.1f} {cpu:>18}"
             )
         else:
-            lines.append(f"{method:<13} {runs or 'FAILED':<20}")
+            lines.append(f"{method:<14} {runs or 'FAILED':<20}")
     lines.append(
         "(seconds until the files are on disk: the method's run plus an fsync of what it "
         "wrote;\n 'returned s' = best time until the method returned; CPU = medians)"
@@ -433,8 +494,8 @@ def table(result: dict) -> str:
     lines.append("")
     for label, r in result["ratios"].items():
         lines.append(
-            f"{label:<20} time ratio best {r['best']:.2f}x, median {r['median']:.2f}x "
-            f"(the toolkit gets {100 / r['best']:.3g}% of that throughput, best vs best)"
+            f"{label:<26} throughput ratio best {1 / r['best']:.2f}, median "
+            f"{1 / r['median']:.2f} (time ratio best {r['best']:.2f}x)"
         )
     return "\n".join(lines)
 
@@ -448,6 +509,13 @@ def main() -> int:
     p.add_argument("--shards", type=int, default=8, help="number of shard files (8)")
     p.add_argument("--rounds", type=int, default=2, help="runs per method, order rotated (2)")
     p.add_argument("--copy-threads", type=int, default=0, help="local-limit threads (= shards)")
+    p.add_argument(
+        "--hub",
+        choices=("static", "olah"),
+        default="static",
+        help="the local Hub endpoint: static = sendfile server (CDN-like, default), "
+        "olah = the lab's offline olah (itself the bottleneck near 20 MB/s)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     a = p.parse_args()
     if a.rounds < 1 or a.shards < 1 or a.size_gb <= 0:
@@ -460,17 +528,15 @@ def main() -> int:
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     manifest = ensure_repo(a.size_gb, a.shards, log)
     run_root = Path(tempfile.mkdtemp(prefix="run-", dir=CACHE_ROOT))
-    olah_dir = run_root / "olah"
     runs: list[dict] = []
+    server = HubServer(a.hub, manifest, run_root)
     try:
-        port = free_port()
         t0 = time.monotonic()
-        mirrors = Path(manifest["mirrors"])
-        hub_url = hub.start(mirrors, olah_dir, "127.0.0.1", port, repo_id=manifest["repo"])
-        log(f"olah: {hub_url} up in {time.monotonic() - t0:.1f} s (run dir {run_root})")
+        hub_url = server.start()
+        log(f"{a.hub} hub: {hub_url} up in {time.monotonic() - t0:.1f} s (run dir {run_root})")
         sha = hub.resolve_revision(hub_url, manifest["repo"], "main")
         if sha != manifest["commit"]:
-            raise RuntimeError(f"olah resolves main to {sha}, manifest: {manifest['commit']}")
+            raise RuntimeError(f"the hub resolves main to {sha}, manifest: {manifest['commit']}")
         ctx = {
             **manifest,
             "hub_url": hub_url,
@@ -480,8 +546,8 @@ def main() -> int:
         }
         t0 = time.monotonic()
         warm_up(ctx)
-        log(f"warm-up (read the repo once, one request to olah): {time.monotonic() - t0:.1f} s")
-        olah_pid = hub.daemon(olah_dir).pid()
+        log(f"warm-up (read the repo once, one request to the hub): {time.monotonic() - t0:.1f} s")
+        olah_pid = server.pid()
         for rnd in range(a.rounds):
             order = METHODS[rnd % len(METHODS) :] + METHODS[: rnd % len(METHODS)]
             for method in order:
@@ -511,7 +577,7 @@ def main() -> int:
                         f"round {rnd + 1} {method:<12} {seconds:7.1f} s on disk "
                         f"({returned:.1f} s to return) "
                         f"{manifest['bytes'] / MB / seconds:8.1f} MB/s; CPU client "
-                        f"{client_cpu:.1f} s, olah {entry['olah_cpu_s']:.1f} s; "
+                        f"{client_cpu:.1f} s, hub {entry['olah_cpu_s']:.1f} s; "
                         f"load {entry['load1']:.1f}; verified"
                     )
                 except Exception as exc:  # a failed method is reported, never timed
@@ -520,8 +586,7 @@ def main() -> int:
                 runs.append(entry)
                 shutil.rmtree(out)
     finally:
-        olah_log = hub.daemon(olah_dir).log_tail(2000)
-        hub.stop(olah_dir)
+        olah_log = server.stop()
         shutil.rmtree(run_root, ignore_errors=True)
 
     summary = summarize(runs, manifest["bytes"])
@@ -531,12 +596,13 @@ def main() -> int:
             "shards": a.shards,
             "rounds": a.rounds,
             "copy_threads": a.copy_threads or a.shards,
+            "hub": a.hub,
         },
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "huggingface_hub": metadata.version("huggingface_hub"),
-            "olah": metadata.version("olah"),
+            "hub": a.hub if a.hub == "static" else f"olah {metadata.version('olah')}",
         },
         "repo": manifest["repo"],
         "commit": manifest["commit"],
@@ -548,7 +614,7 @@ def main() -> int:
     }
     failed = any(not r["ok"] for r in runs)
     if failed and olah_log:
-        result["olah_log_tail"] = olah_log
+        result["hub_log_tail"] = olah_log
     if a.json:
         print(json.dumps(result, indent=2))
     else:
@@ -556,7 +622,7 @@ def main() -> int:
         print(
             f"{manifest['bytes'] / 1e9:.2f} GB in {a.shards} shards, {a.rounds} rounds, "
             f"{os.cpu_count()} CPUs, huggingface_hub {result['machine']['huggingface_hub']}, "
-            f"olah {result['machine']['olah']} on 127.0.0.1"
+            f"{result['machine']['hub']} hub on 127.0.0.1"
         )
         print(table(result))
     return 1 if failed else 0

@@ -239,7 +239,14 @@ def _target_args(
 
 
 def peer_command(
-    peer_url: str, repo: str, commit: str, hf_home: str, marker: str, workers: int, progress: str
+    peer_url: str,
+    repo: str,
+    commit: str,
+    hf_home: str,
+    marker: str,
+    workers: int,
+    progress: str,
+    verify: bool = False,
 ) -> str:
     return " ".join(
         [
@@ -249,6 +256,7 @@ def peer_command(
             "--peer",
             shlex.quote(peer_url),
             *_target_args(repo, commit, hf_home, marker, workers, progress),
+            *(["--verify"] if verify else []),
         ]
     )
 
@@ -376,6 +384,7 @@ def weights(
                     marker,
                     workers,
                     f"{run_dir}/progress.json",
+                    verify,
                 ),
                 "url": f"http://{peer_address}:{peer_port}/marker.json",
                 "run_dir": run_dir,
