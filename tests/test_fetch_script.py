@@ -154,6 +154,20 @@ def test_server_ignoring_range_restarts_the_file(
     assert (snapshot(tmp_path, hub.commit) / SHARD).read_bytes() == source(repo, SHARD)
 
 
+def test_chunked_bodies_are_decoded_and_resumed(hub: StaticHub, repo: dict, tmp_path: Path) -> None:
+    """olah sends file bodies chunked, without a Content-Length: no splice there."""
+    hub.chunked = True
+    partial_of(hub, tmp_path, SHARD).write_bytes(source(repo, SHARD)[:1_000_000])
+    _, marker = pull(hub, tmp_path)
+    assert marker["transfer"] == "direct" and marker["resumed"] == [SHARD]
+    got = {name: digest for name, (_link, digest) in layout(snapshot(tmp_path, hub.commit)).items()}
+    assert got == {name: sha(source(repo, name)) for name in hub.files}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def test_missing_revision_is_a_clear_error(hub: StaticHub, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     proc = subprocess.run(

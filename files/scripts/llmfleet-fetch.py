@@ -266,12 +266,14 @@ def _splice(sock, fd: int, n: int) -> None:
 
 
 def _copy_body(sock, resp, fd: int, n: int) -> None:
-    """The response body to ``fd``: what http.client already buffered, then the rest
-    with splice(2) where the kernel allows it, else a readinto loop."""
-    if n and (head := resp.fp.peek(1)[:n]):
+    """The ``n``-byte response body to ``fd``: with a plain Content-Length body, what
+    http.client already buffered, then the rest with splice(2) where the kernel
+    allows it; else (chunked, as olah sends, or no splice) a readinto loop."""
+    raw = not resp.chunked and resp.length == n
+    if raw and n and (head := resp.fp.peek(1)[:n]):
         os.write(fd, resp.fp.read(len(head)))
         n -= len(head)
-    if n and hasattr(os, "splice"):
+    if raw and n and hasattr(os, "splice"):
         try:
             _splice(sock, fd, n)
             return
@@ -285,6 +287,8 @@ def _copy_body(sock, resp, fd: int, n: int) -> None:
             raise OSError(f"connection closed with {n} bytes still to come")
         os.write(fd, buf[:k])
         n -= k
+    if not raw and resp.read(1):
+        raise OSError("the server sent more bytes than the Hub's manifest lists")
 
 
 def fetch_file(url: str, blob: str, size: int, headers: dict[str, str]) -> bool:
@@ -303,7 +307,8 @@ def fetch_file(url: str, blob: str, size: int, headers: dict[str, str]) -> bool:
         elif not (resp.status == 206 and have):
             why = resp.getheader("X-Error-Message") or resp.reason
             raise OSError(f"HTTP {resp.status} for {url}: {why}")
-        n = int(resp.getheader("Content-Length") or -1)
+        length = resp.getheader("Content-Length")
+        n = size - have if length is None else int(length)
         if have + n != size:
             raise OSError(f"{url} offers {have + n} bytes, the Hub's manifest says {size}")
         fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -323,33 +328,39 @@ def fetch_file(url: str, blob: str, size: int, headers: dict[str, str]) -> bool:
 
 def fill_snapshot(
     files: dict, repo_dir: str, revision: str, workers: int, url_of, headers: dict[str, str]
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], list[str]]:
     """Every manifest file into the Hugging Face cache layout huggingface_hub
     itself uses (``blobs/<etag>`` + ``snapshots/<rev>/<name>`` links), so the
     engine and ``snapshot_download`` read it as their own.  Complete blobs are
-    skipped.  Returns the snapshot path and the files that were resumed."""
+    skipped.  Returns the snapshot path, the files resumed from a partial file,
+    and the files whose blob was there with the wrong size (fetched again)."""
     import concurrent.futures
 
     blobs = os.path.join(repo_dir, "blobs")
     snap = os.path.join(repo_dir, "snapshots", revision)
     os.makedirs(blobs, exist_ok=True)
 
-    def one(name: str) -> bool:
+    def one(name: str) -> str | None:
         meta = files[name]
         blob = os.path.join(blobs, meta.get("sha256") or meta["blob_id"])
-        resumed = False
+        what = None
         if not (os.path.isfile(blob) and os.path.getsize(blob) == meta["size"]):
-            resumed = fetch_file(url_of(name), blob, meta["size"], headers)
+            what = "repaired" if os.path.isfile(blob) else None
+            what = "resumed" if fetch_file(url_of(name), blob, meta["size"], headers) else what
         link = os.path.join(snap, name)
         os.makedirs(os.path.dirname(link), exist_ok=True)
         if not os.path.lexists(link):
             os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
-        return resumed
+        return what
 
     names = sorted(files, key=lambda f: -files[f]["size"])  # big ones first
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        resumed = [n for n, r in zip(names, pool.map(one, names), strict=True) if r]
-    return snap, resumed
+        done = dict(zip(names, pool.map(one, names), strict=True))
+    return (
+        snap,
+        sorted(n for n, w in done.items() if w == "resumed"),
+        sorted(n for n, w in done.items() if w == "repaired"),
+    )
 
 
 def repo_cache_dir(cache_dir: str, repo: str) -> str:
@@ -400,7 +411,7 @@ def peer(a: argparse.Namespace) -> int:
     progress = Progress(blobs, 0, total, a.progress)
     progress.start()
     try:
-        snap, resumed = fill_snapshot(
+        snap, resumed, _repaired = fill_snapshot(
             files, repo_dir, a.revision, a.workers, lambda n: f"{base}/files/{quote(n)}", {}
         )
         bad = bad_files(snap, files, a.verify)
@@ -458,8 +469,11 @@ def pull(a: argparse.Namespace) -> int:
     progress.start()
     try:
         resumed: list[str] = []
+        repaired: list[str] = []  # a blob of the wrong size found and fetched again
         if direct:
-            path, resumed = fill_snapshot(files, repo_dir, a.revision, a.workers, url_of, headers)
+            path, resumed, repaired = fill_snapshot(
+                files, repo_dir, a.revision, a.workers, url_of, headers
+            )
         else:
             path = snapshot_download(
                 repo_id=a.repo,
@@ -470,7 +484,7 @@ def pull(a: argparse.Namespace) -> int:
             )
         bad = bad_files(path, files, a.verify)
         bad.update(bad_files(path, {n: files[n] for n in resumed}, True))
-        if bad and not a.verify:  # a wrong size: look closer at everything
+        if (bad or repaired) and not a.verify:  # a wrong size: look closer at everything
             bad = bad_files(path, files, True)
         for name in bad:
             print(f"llmfleet-fetch: {name}: {bad[name]}; fetching it again", file=sys.stderr)
@@ -508,8 +522,8 @@ def pull(a: argparse.Namespace) -> int:
         "path": path,
         "bytes": total,
         "files": files,
-        "verified": bool(a.verify or bad),
-        "refetched": sorted(bad),
+        "verified": bool(a.verify or bad or repaired),
+        "refetched": sorted({*bad, *repaired}),
         "resumed": resumed,
         "transfer": "direct" if direct else "huggingface_hub",
         "seconds": round(time.time() - start, 1),

@@ -59,6 +59,7 @@ class StaticHub:
         self.files = git_files(self.work_tree, commit)
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range): for tests
         self.ignore_range = False  # answer 200 to a Range, as some CDNs do
+        self.chunked = False  # send bodies chunked, without Content-Length, as olah does
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}"
@@ -147,11 +148,23 @@ class StaticHub:
                 self.send_header("ETag", f'"{meta["oid"]}"')
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(max(end - start + 1, 0)))
+                if hub.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(max(end - start + 1, 0)))
                 if m and m.group(1):
                     self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
                 self.end_headers()
-                if body and end >= start:
+                if body and hub.chunked:
+                    with open(hub.work_tree / name, "rb") as fh:
+                        fh.seek(start)
+                        left = end - start + 1
+                        while left > 0:
+                            piece = fh.read(min(left, 1 << 20))
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                            left -= len(piece)
+                    self.wfile.write(b"0\r\n\r\n")
+                elif body and end >= start:
                     with open(hub.work_tree / name, "rb") as fh:
                         self.connection.sendfile(fh, start, end - start + 1)
 
