@@ -6,25 +6,32 @@
    known; the recipe is optional (without one the host gets the baseline
    tuning), but a recipe that is set must plan cleanly. Errors fail the host
    before anything touches it.
-2. host tuning (``roles/tuning.py``): sysctls in /etc/sysctl.d/90-llmfleet.conf,
+2. accelerator stack (``roles/stack.py``, pins in ``files/stacks/``): the
+   vendor's apt repositories and pinned, held packages (NVIDIA, ROCm) or
+   checksummed installers (Ascend CANN), services, groups, a reboot when a
+   kernel module changed, then a verify step (devices seen, driver and fabric
+   manager versions, holds, services, the recipe's env scripts).  Set
+   ``accelerator_stack: none`` for images that come with their drivers.
+3. host tuning (``roles/tuning.py``): sysctls in /etc/sysctl.d/90-llmfleet.conf,
    the CPU governor and the scheduler migration cost from a oneshot unit.
 
-Each step is one call in ``onboard()``, in the order the host needs them; a
-step that must run before tuning (an accelerator stack that reboots the host,
-say) goes in front of it.  The summary at the end lists every host and,
-knob by knob, what tuning did and why a knob was skipped.
+The stack goes first because it may reboot the host.  The summary at the end
+lists every host, the stack outcome, and knob by knob what tuning did and
+why a knob was skipped.
 """
 
 from pyinfra import host
 
 from roles import summary
 from roles.plan import OnboardPlan, onboarding
+from roles.stack import stack_from_data
 from roles.tuning import host_tuning_from_data
 
 
 def onboard(plan: OnboardPlan) -> None:
     rendered = plan.rendered
     summary.note(host.name, recipe=plan.recipe.id if plan.recipe else "-")
+    stack_from_data(plan)
     host_tuning_from_data(
         plan.recipe.id if plan.recipe else None,
         rendered.sysctl if rendered else None,

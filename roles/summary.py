@@ -21,6 +21,7 @@ from .weights import _human
 
 PLANNED: dict[str, dict[str, str]] = {}
 TUNING: dict[str, list[Finding]] = {}
+STACK: dict[str, dict[str, str]] = {}
 _STARTED = time.time()
 _registered = False
 
@@ -32,6 +33,11 @@ def note(host_name: str, **info: str) -> None:
 def note_tuning(host_name: str, findings: list[Finding]) -> None:
     """Record the host tuning outcome; a second table lists it knob by knob."""
     TUNING[host_name] = list(findings)
+
+
+def note_stack(host_name: str, info: dict[str, str]) -> None:
+    """Record the accelerator stack outcome; a third table lists it per host."""
+    STACK.setdefault(host_name, {}).update(info)
 
 
 def register(title: str) -> None:
@@ -103,6 +109,26 @@ def _print(state, title: str, limit: list | None = None) -> None:
         Path(os.environ["LLMFLEET_RESULTS"]).write_text(json.dumps(results, indent=2))
     if any(TUNING.get(h.name) for h in state.inventory if limit is None or h in limit):
         console.print(_tuning_table(state, limit))
+    if any(STACK.get(h.name) for h in state.inventory if limit is None or h in limit):
+        console.print(_stack_table(state, limit))
+
+
+def _stack_table(state, limit: list | None) -> Table:
+    """Per host: the stack, its pinned driver, what this run installed, the reboot
+    decision and the verify result (the problems, when it failed)."""
+    table = Table(title="accelerator stack")
+    columns = ("stack", "driver", "installed", "reboot", "verify")
+    for col in ("host", *columns):
+        table.add_column(col, overflow="fold")
+    for host in state.inventory:
+        info = STACK.get(host.name)
+        if not info or (limit is not None and host not in limit):
+            continue
+        verify = info.get("verify") or (
+            "failed before verify" if host in state.failed_hosts else "not run (--dry?)"
+        )
+        table.add_row(host.name, *(info.get(c, "-") for c in columns[:-1]), verify)
+    return table
 
 
 _TUNING_STYLE = {"applied": "green", "skipped": "yellow", "unsupported": "yellow"}

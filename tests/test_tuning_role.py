@@ -96,7 +96,13 @@ def _run(tmp_path: Path, hosts: dict[str, tuple[str, dict, dict]]) -> dict:
         entries.append(
             (
                 f"@fake/{name}",
-                {"fake_delay": 0, "fake_delay_jitter": 0, "fake_responses": responses, **data},
+                {
+                    "fake_delay": 0,
+                    "fake_delay_jitter": 0,
+                    "fake_responses": responses,
+                    "accelerator_stack": "none",  # the stack role has its own tests
+                    **data,
+                },
             )
         )
     inventory = tmp_path / "inventory.py"

@@ -1,0 +1,342 @@
+"""Accelerator stacks (NVIDIA, ROCm, Ascend CANN) as data, planned per host.
+
+The pins live in ``files/stacks/<vendor>.yaml``; this module turns one of
+them plus what the host is (distro, arch, hardware profile, runtime) into a
+concrete plan: which apt repositories with which keys, which packages at
+which versions (held), which services, groups and installers, and, after
+the install, what to check.  Pure logic: ``roles/stack.py`` applies the plan
+with pyinfra, the tests plan and verify without a host.
+
+Why plan in Python and not in the role: every "which package on which host"
+rule (open kernel modules on Blackwell, fabric manager only on NVSwitch
+systems, the container toolkit only for docker recipes, CUDA's ``sbsa`` arch
+on arm64) is then one tested function, and a bad combination fails before
+anything is touched, naming the host and the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LlmfleetError
+from .hostfacts import Accelerators, HostFacts
+
+STACKS_DIR = Path(__file__).resolve().parent.parent / "files" / "stacks"
+KEYRINGS = "/etc/apt/keyrings"
+INSTALLER_CACHE = "/var/cache/llmfleet/installers"
+CUDA_ARCH = {"x86_64": "x86_64", "aarch64": "sbsa"}
+DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+class StackError(LlmfleetError):
+    """A stack that cannot be planned for this host (its message names host and setting)."""
+
+
+@dataclass(frozen=True)
+class AptRepo:
+    name: str  # file names: /etc/apt/sources.list.d/llmfleet-<name>.sources, keyrings/<name>.asc
+    uri: str
+    suite: str
+    components: tuple[str, ...]
+    key_url: str
+    pin_priority: int | None = None
+
+    @property
+    def keyring(self) -> str:
+        return f"{KEYRINGS}/llmfleet-{self.name}.asc"
+
+    @property
+    def sources_file(self) -> str:
+        return f"/etc/apt/sources.list.d/llmfleet-{self.name}.sources"
+
+    @property
+    def origin_host(self) -> str:
+        return re.sub(r"^[a-z]+://([^/:]+).*$", r"\1", self.uri)
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str | None  # None: whatever the (versioned) repository holds
+    kernel_module: bool = False
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}={self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True)
+class Installer:
+    component: str
+    version: str
+    file: str
+    url: str
+    sha256: str
+    args: tuple[str, ...]
+    installed: str  # a file the installer writes that names its version
+    kernel_module: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{INSTALLER_CACHE}/{self.file}"
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    stack: str
+    host: str
+    driver_version: str
+    repos: tuple[AptRepo, ...] = ()
+    packages: tuple[Package, ...] = ()
+    installers: tuple[Installer, ...] = ()
+    services: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    env_scripts: tuple[str, ...] = ()
+    expected_devices: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def holds(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.packages)
+
+
+def load_stack(vendor: str, stacks_dir: Path = STACKS_DIR) -> dict[str, Any]:
+    path = stacks_dir / f"{vendor}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in stacks_dir.glob("*.yaml"))
+        raise StackError(f"no accelerator stack {vendor!r} (known: {', '.join(known)})")
+    return yaml.safe_load(path.read_text())
+
+
+def distro_key(facts: HostFacts) -> str | None:
+    """``debian12``, ``ubuntu2404``...: how vendors name distro releases in repo paths."""
+    if facts.os is None:
+        return None
+    return facts.os.id + facts.os.version_id.replace(".", "")
+
+
+def mirrored(url: str, mirrors: dict[str, str]) -> str:
+    """``url`` with the longest matching prefix replaced by the site's mirror of it."""
+    for prefix in sorted(mirrors, key=len, reverse=True):
+        if url.startswith(prefix):
+            return mirrors[prefix].rstrip("/") + "/" + url[len(prefix) :].lstrip("/")
+    return url
+
+
+def _when(cond: str | None, flags: dict[str, bool]) -> bool:
+    return cond is None or flags.get(cond, False)
+
+
+def plan_stack(
+    host: str,
+    doc: dict[str, Any],
+    facts: HostFacts,
+    *,
+    hardware: Any,
+    runtime: str = "venv",
+    data: dict[str, Any] | None = None,
+) -> StackPlan:
+    """The stack ``doc`` for this host. ``data`` is the host's inventory data:
+    ``vendor_mirrors`` ({url prefix: mirror}), ``nvidia_open_modules`` (default
+    true), ``devices_per_host`` (a partial VM), ``cann_installer_url`` and
+    ``cann_sha256`` ({file: sha256})."""
+    data = data or {}
+    stack = doc["id"]
+    where = f"{host}: stack {stack}"
+    distro = distro_key(facts)
+    arch = (facts.cpu.arch if facts.cpu else None) or hardware.arch
+    if arch not in CUDA_ARCH:
+        raise StackError(f"{where}: CPU architecture {arch!r} is not supported")
+    mirrors = {str(k): str(v) for k, v in (data.get("vendor_mirrors") or {}).items()}
+    open_modules = str(data.get("nvidia_open_modules", True)).lower() in ("1", "true", "yes")
+    if not open_modules and hardware.id in doc.get("open_modules_required", []):
+        raise StackError(
+            f"{where}: nvidia_open_modules=false, but {hardware.id} needs the open kernel "
+            "modules (remove the setting)"
+        )
+    flags = {
+        "open": open_modules,
+        "proprietary": not open_modules,
+        "nvswitch": bool(hardware.nvswitch),
+        "docker": runtime == "docker",
+    }
+    values = {
+        "driver_version": doc["driver_version"],
+        "branch": str(doc.get("branch", "")),
+        "package_version": str(doc.get("package_version", "")),
+        "cuda_arch": CUDA_ARCH[arch],
+        "deb_arch": DEB_ARCH[arch],
+        "arch": arch,
+        "driver_arch": arch.replace("_", "-"),  # Huawei's driver files say x86-64
+    }
+    if "distros" in doc or "codenames" in doc:
+        table = doc.get("distros") or doc.get("codenames")
+        if distro not in table:
+            pretty = facts.os.pretty_name if facts.os else "an unknown OS"
+            raise StackError(
+                f"{where}: no {stack} packages for {pretty} ({distro}); supported: "
+                f"{', '.join(sorted(table))}"
+            )
+        values["distro"] = values["codename"] = table[distro]
+
+    def fill(text: str) -> str:
+        return str(text).format(**values)
+
+    repos = tuple(
+        AptRepo(
+            name=r["name"],
+            uri=mirrored(fill(r["uri"]), mirrors),
+            suite=fill(r["suite"]),
+            components=tuple(r.get("components", ())),
+            key_url=mirrored(fill(r["key_url"]), mirrors),
+            pin_priority=r.get("pin_priority"),
+        )
+        for r in doc.get("repos", [])
+        if _when(r.get("when"), flags)
+    )
+    packages = tuple(
+        Package(
+            fill(p["name"]),
+            fill(p["version"]) if p.get("version") else None,
+            bool(p.get("kernel_module")),
+        )
+        for p in doc.get("packages", [])
+        if _when(p.get("when"), flags)
+    )
+    installers = _installers(where, doc, data, fill)
+    expected = int(data.get("devices_per_host") or hardware.devices_per_host)
+    return StackPlan(
+        stack=stack,
+        host=host,
+        driver_version=doc["driver_version"],
+        repos=repos,
+        packages=packages,
+        installers=installers,
+        services=tuple(s["name"] for s in doc.get("services", []) if _when(s.get("when"), flags)),
+        groups=tuple(doc.get("groups", [])),
+        env_scripts=tuple(doc.get("set_env", [])),
+        expected_devices=expected,
+    )
+
+
+def _installers(where: str, doc: dict, data: dict, fill) -> tuple[Installer, ...]:
+    items = doc.get("installers", [])
+    if not items:
+        return ()
+    base = data.get("cann_installer_url")
+    if not base:
+        raise StackError(
+            f"{where}: cann_installer_url is not set: the URL where your site mirrors "
+            "Huawei's .run installers (the portal needs a login)"
+        )
+    sums = data.get("cann_sha256") or {}
+    out, missing = [], []
+    for item in items:
+        name = fill(item["file"])
+        digest = str(sums.get(name, "")).lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            missing.append(name)
+        out.append(
+            Installer(
+                component=item["component"],
+                version=str(item["version"]),
+                file=name,
+                url=mirrored(f"{str(base).rstrip('/')}/{name}", {}),
+                sha256=digest,
+                args=tuple(item.get("args", ())),
+                installed=item["installed"],
+                kernel_module=bool(item.get("kernel_module")),
+            )
+        )
+    if missing:
+        raise StackError(
+            f"{where}: no sha256 pinned for {', '.join(missing)}: add them to cann_sha256 "
+            "in group data (sha256sum of the files you mirrored); nothing unpinned is run"
+        )
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- after install
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What the host has, read after the install: package versions, holds, unit
+    states, installer versions and env scripts present."""
+
+    packages: dict[str, str] = field(default_factory=dict)
+    holds: frozenset[str] = frozenset()
+    services: dict[str, str] = field(default_factory=dict)
+    installers: dict[str, str] = field(default_factory=dict)  # component -> installed-file text
+    files: frozenset[str] = frozenset()
+
+
+def missing_packages(plan: StackPlan, have: dict[str, str]) -> list[Package]:
+    """Packages absent or at another version than pinned."""
+    return [
+        p
+        for p in plan.packages
+        if p.name not in have or (p.version is not None and have[p.name] != p.version)
+    ]
+
+
+def pending_installers(plan: StackPlan, have: dict[str, str]) -> list[Installer]:
+    """Installers whose version is not (yet) what their ``installed`` file names."""
+    return [i for i in plan.installers if i.version not in have.get(i.component, "")]
+
+
+def verify(
+    plan: StackPlan,
+    installed: Installed,
+    acc: Accelerators | None,
+    fabric_manager_version: str | None = None,
+    env_scripts: tuple[str, ...] = (),
+) -> list[str]:
+    """What is wrong after the install, each line naming the setting and a fix."""
+    problems = [
+        f"package {p.spec}: installed {installed.packages.get(p.name) or 'nothing'}"
+        for p in missing_packages(plan, installed.packages)
+    ]
+    problems += [
+        f"package {h}: not held (apt-mark hold {h})" for h in plan.holds if h not in installed.holds
+    ]
+    problems += [
+        f"service {s}: {installed.services.get(s) or 'unknown'} (journalctl -u {s})"
+        for s in plan.services
+        if installed.services.get(s) != "active"
+    ]
+    problems += [
+        f"installer {i.file}: {i.version} not installed ({i.installed})"
+        for i in pending_installers(plan, installed.installers)
+    ]
+    problems += [
+        f"env script {path}: missing (the recipe sources it; check which CANN layout "
+        "this release uses, e.g. /usr/local/Ascend/cann/set_env.sh)"
+        for path in dict.fromkeys((*plan.env_scripts, *env_scripts))
+        if path not in installed.files
+    ]
+    tool = {"nvidia": "nvidia-smi", "rocm": "amd-smi", "cann": "npu-smi"}[plan.stack]
+    if acc is None or not acc.count:
+        problems.append(f"devices: {tool} lists none (driver not loaded? reboot after it)")
+    else:
+        if acc.count < plan.expected_devices:
+            problems.append(
+                f"devices: {tool} sees {acc.count}, expected {plan.expected_devices} "
+                "(devices_per_host)"
+            )
+        if plan.stack == "nvidia" and acc.driver_version != plan.driver_version:
+            problems.append(
+                f"driver: running {acc.driver_version}, pinned {plan.driver_version} "
+                "(reboot to load the new driver)"
+            )
+    if "nvidia-fabricmanager" in plan.services and fabric_manager_version != plan.driver_version:
+        problems.append(
+            f"fabric manager: version {fabric_manager_version or 'unknown'}, must equal the "
+            f"driver {plan.driver_version}"
+        )
+    return problems

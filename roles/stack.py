@@ -1,0 +1,285 @@
+"""Accelerator stack role: vendor apt repositories and pinned, held packages
+(NVIDIA, ROCm) or checksummed .run installers (Ascend), then services, groups,
+a reboot when a kernel module changed, and a verify step that fails the host
+with what is wrong.
+
+The plan comes from ``llmfleet.stacks`` (data in ``files/stacks/``); this role
+only applies it.  Why each habit:
+
+- one fact (``StackState``) reads everything the role and the verify step
+  need in one round trip: package versions, holds, unit states, installer
+  version files, env scripts, container or not;
+- ``apt-get update`` reads only our sources files: a host whose distro mirror
+  is unreachable (air-gapped sites, the lab) still installs from the vendor
+  repository, and the update runs only when something is to be installed;
+- packages are installed at their pinned versions and held, and installs pass
+  ``--allow-change-held-packages`` so a changed pin moves a held package on
+  purpose while an unattended upgrade cannot;
+- a changed kernel module means a reboot (``stack_reboot: auto``) except in a
+  container, where the kernel is the host's: then it is reported instead.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.operations import apt, files, python, server, systemd
+
+from llmfleet import hostfacts as hf
+from llmfleet import stacks as st
+
+from . import summary
+from .hostfacts import AmdGpus, AscendNpus, FabricManager, HostBasics, NvidiaSmi
+from .plan import fail_host
+
+DEVICE_FACT = {"nvidia": NvidiaSmi, "rocm": AmdGpus, "cann": AscendNpus}
+MARK = hf.SECTION_MARK
+
+
+class StackState(FactBase):
+    """Installed versions, holds, unit states, installer version files, present env
+    scripts and ``systemd-detect-virt --container``, framed like host.txt."""
+
+    def command(
+        self,
+        packages: tuple[str, ...],
+        services: tuple[str, ...],
+        installed: tuple[tuple[str, str], ...],
+        paths: tuple[str, ...],
+    ) -> str:
+        q = shlex.quote
+        parts = [
+            f"echo {q(MARK + 'packages')}",
+            "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\\n' "
+            + " ".join(map(q, packages))
+            + " 2>/dev/null | awk '$1 == \"ii\" {print $2, $3}'"
+            if packages
+            else "true",
+            f"echo {q(MARK + 'holds')}",
+            "apt-mark showhold 2>/dev/null",
+            f"echo {q(MARK + 'container')}",
+            "systemd-detect-virt --container 2>/dev/null",
+        ]
+        for unit in services:
+            parts += [f"echo {q(MARK + 'service ' + unit)}", f"systemctl is-active {q(unit)}"]
+        for component, path in installed:
+            parts += [f"echo {q(MARK + 'installer ' + component)}", f"cat {q(path)} 2>/dev/null"]
+        for path in paths:
+            parts += [f"echo {q(MARK + 'file')}", f"test -e {q(path)} && echo {q(path)}"]
+        return "; ".join(parts) + "; true"
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        sections: dict[str, list[str]] = {}
+        current = None
+        for line in output:
+            if line.startswith(MARK):
+                current = line[len(MARK) :]
+                sections.setdefault(current, [])
+            elif current is not None:
+                sections[current].append(line.strip())
+        services = {
+            name.split(" ", 1)[1]: (lines or ["unknown"])[0]
+            for name, lines in sections.items()
+            if name.startswith("service ")
+        }
+        installers = {
+            name.split(" ", 1)[1]: "\n".join(lines)
+            for name, lines in sections.items()
+            if name.startswith("installer ")
+        }
+        packages = dict(ln.split(" ", 1) for ln in sections.get("packages", []) if " " in ln)
+        container = (sections.get("container") or ["none"])[0] or "none"
+        return {
+            "installed": st.Installed(
+                packages=packages,
+                holds=frozenset(ln for ln in sections.get("holds", []) if ln),
+                services=services,
+                installers=installers,
+                files=frozenset(ln for ln in sections.get("file", []) if ln),
+            ),
+            "container": None if container == "none" else container,
+        }
+
+
+def _state(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> dict[str, Any]:
+    return host.get_fact(
+        StackState,
+        packages=tuple(p.name for p in plan.packages),
+        services=plan.services,
+        installed=tuple((i.component, i.installed) for i in plan.installers),
+        paths=tuple(dict.fromkeys((*plan.env_scripts, *env_scripts))),
+    )
+
+
+def _update_command(repos: tuple[st.AptRepo, ...]) -> str:
+    """``apt-get update`` of our sources files only (other lists are kept)."""
+    return " && ".join(
+        "apt-get update -qq -o Dir::Etc::SourceParts=/nonexistent "
+        f"-o Dir::Etc::SourceList={shlex.quote(r.sources_file)} -o APT::Get::List-Cleanup=0"
+        for r in repos
+    )
+
+
+def _repos(plan: st.StackPlan) -> list:
+    ops = []
+    for repo in plan.repos:
+        ops.append(
+            files.download(
+                name=f"{repo.name}: signing key",
+                src=repo.key_url,
+                dest=repo.keyring,
+                mode="644",
+            )
+        )
+        ops.append(
+            apt.sources_file(
+                name=f"{repo.name}: apt source",
+                filename=f"llmfleet-{repo.name}",
+                uris=[repo.uri],
+                suites=[repo.suite],
+                components=list(repo.components),
+                signed_by=repo.keyring,
+            )
+        )
+        if repo.pin_priority:
+            pin = f"Package: *\nPin: origin {repo.origin_host}\nPin-Priority: {repo.pin_priority}\n"
+            ops.append(
+                files.put(
+                    name=f"{repo.name}: apt pin {repo.pin_priority}",
+                    src=io.StringIO(pin),
+                    dest=f"/etc/apt/preferences.d/llmfleet-{repo.name}.pref",
+                    mode="644",
+                )
+            )
+    return ops
+
+
+def _installers(pending: list[st.Installer]) -> None:
+    files.directory(name="Installer cache", path=st.INSTALLER_CACHE, mode="700")
+    for inst in pending:
+        files.download(
+            name=f"{inst.component}: download {inst.file} (sha256 pinned)",
+            src=inst.url,
+            dest=inst.path,
+            sha256sum=inst.sha256,
+            mode="700",
+        )
+        server.shell(
+            name=f"{inst.component}: install {inst.version}",
+            commands=[
+                f"sha256sum -c - <<< {shlex.quote(inst.sha256 + '  ' + inst.path)} >/dev/null"
+                f" && bash {shlex.quote(inst.path)} {' '.join(map(shlex.quote, inst.args))}"
+            ],
+            _shell_executable="bash",
+        )
+
+
+@deploy("Accelerator stack")
+def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: str) -> None:
+    before = _state(plan, env_scripts)
+    have: st.Installed = before["installed"]
+    missing = st.missing_packages(plan, have.packages)
+    pending = st.pending_installers(plan, have.installers)
+    repo_ops = _repos(plan)
+    if plan.repos:
+        server.shell(
+            name="apt update (vendor repositories only)",
+            commands=[_update_command(plan.repos)],
+            _if=(lambda: True) if missing else (lambda: any(op.did_change() for op in repo_ops)),
+        )
+    if plan.packages:
+        apt.packages(
+            name=f"{plan.stack}: pinned packages",
+            packages=[p.spec for p in plan.packages],
+            no_recommends=True,
+            extra_install_args="--allow-change-held-packages --allow-downgrades",
+        )
+        unheld = [p for p in plan.holds if p not in have.holds]
+        if unheld:
+            server.shell(
+                name=f"{plan.stack}: hold {', '.join(unheld)}",
+                commands=["apt-mark hold " + " ".join(map(shlex.quote, unheld))],
+            )
+    if pending:
+        _installers(pending)
+    for group in plan.groups:
+        server.group(name=f"group {group}", group=group, system=True)
+    for unit in plan.services:
+        systemd.service(
+            name=f"{unit} enabled and running", service=unit, running=True, enabled=True
+        )
+    kernel = [p.name for p in missing if p.kernel_module] + [
+        i.file for i in pending if i.kernel_module
+    ]
+    reboot_note = _reboot(kernel, before["container"], reboot)
+    summary.note_stack(
+        host.name,
+        {
+            "stack": plan.stack,
+            "driver": plan.driver_version,
+            "installed": ", ".join([p.spec for p in missing] + [i.file for i in pending]) or "-",
+            "reboot": reboot_note,
+        },
+    )
+    python.call(
+        name=f"Verify the {plan.stack} stack", function=_verify, plan=plan, env_scripts=env_scripts
+    )
+
+
+def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
+    if not kernel:
+        return "not needed"
+    what = ", ".join(kernel)
+    if container:
+        return f"needed for {what}; skipped: {container} container shares the host's kernel"
+    if policy == "never":
+        return f"needed for {what}; skipped: stack_reboot=never"
+    server.reboot(name=f"Reboot: kernel module changed ({what})", reboot_timeout=1200)
+    return f"rebooted for {what}"
+
+
+def _verify(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> None:
+    after = _state(plan, env_scripts)["installed"]
+    acc = host.get_fact(DEVICE_FACT[plan.stack])
+    fm = host.get_fact(FabricManager).version if "nvidia-fabricmanager" in plan.services else None
+    problems = st.verify(plan, after, acc, fm, env_scripts)
+    seen = f"{acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "no devices"
+    summary.note_stack(host.name, {"verify": "; ".join(problems) or f"ok: {seen}"})
+    if problems:
+        raise RuntimeError(f"{host.name}: {plan.stack} stack: " + "; ".join(problems))
+
+
+def stack_from_data(plan: Any) -> None:
+    """The role for an onboarding plan: the stack named by ``accelerator_stack``
+    (default: the hardware profile's vendor; ``none`` skips), and the recipe's
+    env scripts as files the verify step must find.  A stack that cannot be
+    planned fails the host before anything is touched."""
+    data = plan.data
+    vendor = str(data.get("accelerator_stack") or plan.hardware.vendor)
+    if vendor in ("none", "cpu"):
+        summary.note_stack(host.name, {"stack": "none", "verify": "skipped (no stack)"})
+        return
+    recipe = plan.recipe
+    runtime = (recipe.runtime or ("docker" if recipe.container else "venv")) if recipe else "venv"
+    reboot = str(data.get("stack_reboot") or "auto")
+    try:
+        if reboot not in ("auto", "never"):
+            raise st.StackError(f"{host.name}: stack_reboot must be auto or never, not {reboot!r}")
+        facts: hf.HostFacts = host.get_fact(HostBasics, path="/")
+        stack_plan = st.plan_stack(
+            host.name,
+            st.load_stack(vendor),
+            facts,
+            hardware=plan.hardware,
+            runtime=runtime,
+            data=data,
+        )
+    except st.StackError as exc:
+        summary.note_stack(host.name, {"stack": vendor, "verify": str(exc)})
+        fail_host(str(exc))
+        return
+    accelerator_stack(stack_plan, tuple(recipe.env_scripts) if recipe else (), reboot)
