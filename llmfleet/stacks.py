@@ -128,6 +128,25 @@ def mirrored(url: str, mirrors: dict[str, str]) -> str:
     return url
 
 
+def template_values(doc: dict[str, Any], arch: str) -> dict[str, str]:
+    """What ``{...}`` in a stack file's names, versions and URLs may use."""
+    return {
+        "driver_version": str(doc["driver_version"]),
+        "branch": str(doc.get("branch", "")),
+        "package_version": str(doc.get("package_version", "")),
+        "cuda_arch": CUDA_ARCH[arch],
+        "deb_arch": DEB_ARCH[arch],
+        "arch": arch,
+        "driver_arch": arch.replace("_", "-"),  # Huawei's driver files say x86-64
+    }
+
+
+def installer_files(doc: dict[str, Any], arch: str) -> list[str]:
+    """The installer file names of a stack for ``arch`` (what a site mirrors and pins)."""
+    values = template_values(doc, arch)
+    return [str(i["file"]).format(**values) for i in doc.get("installers", [])]
+
+
 def _when(cond: str | None, flags: dict[str, bool]) -> bool:
     return cond is None or flags.get(cond, False)
 
@@ -165,15 +184,7 @@ def plan_stack(
         "nvswitch": bool(hardware.nvswitch),
         "docker": runtime == "docker",
     }
-    values = {
-        "driver_version": doc["driver_version"],
-        "branch": str(doc.get("branch", "")),
-        "package_version": str(doc.get("package_version", "")),
-        "cuda_arch": CUDA_ARCH[arch],
-        "deb_arch": DEB_ARCH[arch],
-        "arch": arch,
-        "driver_arch": arch.replace("_", "-"),  # Huawei's driver files say x86-64
-    }
+    values = template_values(doc, arch)
     if "distros" in doc or "codenames" in doc:
         table = doc.get("distros") or doc.get("codenames")
         if distro not in table:

@@ -56,7 +56,7 @@ class StackState(FactBase):
             f"echo {q(MARK + 'packages')}",
             "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\\n' "
             + " ".join(map(q, packages))
-            + " 2>/dev/null | awk '$1 == \"ii\" {print $2, $3}'"
+            + " 2>/dev/null | awk '$1 ~ /^.i/ {print $2, $3}'"  # ii or hi (held): installed
             if packages
             else "true",
             f"echo {q(MARK + 'holds')}",
@@ -225,9 +225,16 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
             "reboot": reboot_note,
         },
     )
-    python.call(
-        name=f"Verify the {plan.stack} stack", function=_verify, plan=plan, env_scripts=env_scripts
-    )
+    already = _problems(plan, env_scripts, have)
+    if already:  # something to fix: check again once the operations above have run
+        python.call(
+            name=f"Verify the {plan.stack} stack",
+            function=_verify,
+            plan=plan,
+            env_scripts=env_scripts,
+        )
+    else:  # nothing to do and nothing wrong: a re-run reports no change at all
+        summary.note_stack(host.name, {"verify": _ok(plan)})
 
 
 def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
@@ -242,13 +249,20 @@ def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
     return f"rebooted for {what}"
 
 
-def _verify(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> None:
-    after = _state(plan, env_scripts)["installed"]
+def _problems(plan: st.StackPlan, env_scripts: tuple[str, ...], have: st.Installed) -> list[str]:
     acc = host.get_fact(DEVICE_FACT[plan.stack])
     fm = host.get_fact(FabricManager).version if "nvidia-fabricmanager" in plan.services else None
-    problems = st.verify(plan, after, acc, fm, env_scripts)
-    seen = f"{acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "no devices"
-    summary.note_stack(host.name, {"verify": "; ".join(problems) or f"ok: {seen}"})
+    return st.verify(plan, have, acc, fm, env_scripts)
+
+
+def _ok(plan: st.StackPlan) -> str:
+    acc = host.get_fact(DEVICE_FACT[plan.stack])
+    return f"ok: {acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "ok"
+
+
+def _verify(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> None:
+    problems = _problems(plan, env_scripts, _state(plan, env_scripts)["installed"])
+    summary.note_stack(host.name, {"verify": "; ".join(problems) or _ok(plan)})
     if problems:
         raise RuntimeError(f"{host.name}: {plan.stack} stack: " + "; ".join(problems))
 

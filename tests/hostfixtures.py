@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmfleet.lab.vendor import transcript_output
+
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 
 
@@ -13,9 +15,4 @@ def raw(host: str, name: str) -> str:
 
 def output(host: str, name: str) -> str:
     """What the command printed: the first ``$ ...`` line and the last ``[rc=N]`` line removed."""
-    lines = raw(host, name).splitlines()
-    if lines and lines[0].startswith("$ "):
-        lines = lines[1:]
-    if lines and lines[-1].startswith("[rc="):
-        lines = lines[:-1]
-    return "\n".join(lines) + "\n"
+    return transcript_output(raw(host, name))

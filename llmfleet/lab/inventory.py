@@ -32,6 +32,10 @@ def host_data(host: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
         "engine_find_links": services.get("wheelhouse_url"),
         "engine_excludes": services.get("wheelhouse_excludes_url"),
         "uv_url": services.get("uv_url"),
+        # the vendor stand-ins: used by deploys/onboard.py when a host is given a GPU profile
+        "vendor_mirrors": services.get("vendor_mirrors"),
+        "cann_installer_url": services.get("cann_installer_url"),
+        "cann_sha256": services.get("cann_sha256"),
     }
     data.update({k: v for k, v in optional.items() if v})
     return data

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import hub, hubshim, wheelhouse
+from . import hub, hubshim, vendor, wheelhouse
 from .state import state_dir
 
 DEFAULT_CACHE_DIR = "/var/cache/llmfleet-lab"
@@ -84,6 +84,9 @@ def start(state: dict[str, Any]) -> None:
     upstream_url = hubshim.start(
         run_dir(), host, _port("LLMFLEET_LAB_HUB_SHIM_PORT", 8092), hub_url
     )
+    # stand-ins for the NVIDIA/AMD apt repositories and the Ascend installers, served
+    # beside the wheels (see llmfleet/lab/vendor.py: none of it is vendor software)
+    stand_ins = vendor.build(wh_root / "vendor", cache_dir() / "vendor-gnupg")
     base = wheelhouse.serve(
         wh_root, run_dir(), host, _port("LLMFLEET_LAB_WHEELHOUSE_PORT", wheelhouse.DEFAULT_PORT)
     )
@@ -99,6 +102,9 @@ def start(state: dict[str, Any]) -> None:
             "model_revision": MODEL_REVISION,
             "model_commit": refs[MODEL_REVISION],
             "model_revisions": refs,
+            "vendor_mirrors": vendor.mirrors(f"{base}/vendor"),
+            "cann_installer_url": f"{base}/vendor/{vendor.ASCEND_DIR}",
+            "cann_sha256": stand_ins["cann_sha256"],
         }
     )
 
