@@ -138,6 +138,7 @@ def _nvidia_driver(version: str) -> dict[str, tuple[str, int]]:
 
 
 def _fabric_manager(version: str) -> dict[str, tuple[str, int]]:
+    version = version.split(":")[-1].split("-")[0]  # the upstream part, as nv-fabricmanager says
     tool = _script(
         'case "$*" in\n'
         f'  *--version*|-v) echo "Fabric Manager version is : {version}" ;;\n'
