@@ -183,6 +183,7 @@ def plan_stack(
         "proprietary": not open_modules,
         "nvswitch": bool(hardware.nvswitch),
         "docker": runtime == "docker",
+        **{flag: hardware.id in ids for flag, ids in doc.get("hardware_flags", {}).items()},
     }
     values = template_values(doc, arch)
     if "distros" in doc or "codenames" in doc:
@@ -299,6 +300,20 @@ def missing_packages(plan: StackPlan, have: dict[str, str]) -> list[Package]:
 def pending_installers(plan: StackPlan, have: dict[str, str]) -> list[Installer]:
     """Installers whose version is not (yet) what their ``installed`` file names."""
     return [i for i in plan.installers if i.version not in have.get(i.component, "")]
+
+
+def reboot_decision(kernel: list[str], container: str | None, policy: str) -> tuple[bool, str]:
+    """Reboot when a kernel module package or installer changed (the new driver is
+    not loaded until then: "driver/library version mismatch"), unless the host is
+    a container (its kernel is the machine's) or ``stack_reboot`` is ``never``."""
+    if not kernel:
+        return False, "not needed"
+    what = ", ".join(kernel)
+    if container:
+        return False, f"needed for {what}; skipped: {container} container shares the host's kernel"
+    if policy == "never":
+        return False, f"needed for {what}; skipped: stack_reboot=never"
+    return True, f"rebooted for {what}"
 
 
 def verify(

@@ -238,15 +238,12 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
 
 
 def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
-    if not kernel:
-        return "not needed"
-    what = ", ".join(kernel)
-    if container:
-        return f"needed for {what}; skipped: {container} container shares the host's kernel"
-    if policy == "never":
-        return f"needed for {what}; skipped: stack_reboot=never"
-    server.reboot(name=f"Reboot: kernel module changed ({what})", reboot_timeout=1200)
-    return f"rebooted for {what}"
+    reboot, note = st.reboot_decision(kernel, container, policy)
+    if reboot:
+        server.reboot(
+            name=f"Reboot: kernel module changed ({', '.join(kernel)})", reboot_timeout=1200
+        )
+    return note
 
 
 def _problems(plan: st.StackPlan, env_scripts: tuple[str, ...], have: st.Installed) -> list[str]:
