@@ -8,7 +8,10 @@ signed apt repositories and installer directory (``llmfleet/lab/vendor.py``),
 whose tools print outputs recorded on real machines (``tests/fixtures/hosts``).
 ``devices_per_host`` matches those recordings: a 4-GPU H200 VM, one AMD
 card, and the 3 NPU rows of the public ``npu-smi`` excerpt.  No recipe is
-set: onboarding prepares the machine, it does not serve.
+set: onboarding prepares the machine, it does not serve.  lab1 reboots when
+its driver package is installed (``stack_reboot: always``; the lab's hosts
+are booted containers that can reboot), the others report the reboot as
+skipped, as containers should.
 """
 
 import sys
@@ -16,7 +19,9 @@ import sys
 from llmfleet.lab.inventory import lab_hosts
 
 STACK_HOSTS = {
-    "lab1": {"hardware": "h200", "devices_per_host": 4},
+    # stack_reboot=always: reboot this container when the driver package is installed,
+    # so the lab runs the reboot-and-wait path (a container loads no module, of course)
+    "lab1": {"hardware": "h200", "devices_per_host": 4, "stack_reboot": "always"},
     "lab2": {"hardware": "mi300x", "devices_per_host": 1},
     "lab3": {"hardware": "atlas-800i-a3", "devices_per_host": 3},
 }

@@ -302,14 +302,19 @@ def pending_installers(plan: StackPlan, have: dict[str, str]) -> list[Installer]
     return [i for i in plan.installers if i.version not in have.get(i.component, "")]
 
 
+REBOOT_POLICIES = ("auto", "never", "always")
+
+
 def reboot_decision(kernel: list[str], container: str | None, policy: str) -> tuple[bool, str]:
     """Reboot when a kernel module package or installer changed (the new driver is
     not loaded until then: "driver/library version mismatch"), unless the host is
-    a container (its kernel is the machine's) or ``stack_reboot`` is ``never``."""
+    a container (its kernel is the machine's) or ``stack_reboot`` is ``never``.
+    ``always`` reboots containers too: booted system containers can, and the lab
+    uses it to run the reboot-and-wait path (it loads no module there)."""
     if not kernel:
         return False, "not needed"
     what = ", ".join(kernel)
-    if container:
+    if container and policy != "always":
         return False, f"needed for {what}; skipped: {container} container shares the host's kernel"
     if policy == "never":
         return False, f"needed for {what}; skipped: stack_reboot=never"

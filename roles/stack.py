@@ -35,6 +35,7 @@ from llmfleet import stacks as st
 from . import summary
 from .hostfacts import AmdGpus, AscendNpus, FabricManager, HostBasics, NvidiaSmi
 from .plan import fail_host
+from .reboot import reboot_and_wait
 
 DEVICE_FACT = {"nvidia": NvidiaSmi, "rocm": AmdGpus, "cann": AscendNpus}
 MARK = hf.SECTION_MARK
@@ -240,9 +241,7 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
 def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
     reboot, note = st.reboot_decision(kernel, container, policy)
     if reboot:
-        server.reboot(
-            name=f"Reboot: kernel module changed ({', '.join(kernel)})", reboot_timeout=1200
-        )
+        reboot_and_wait(name=f"Reboot: kernel module changed ({', '.join(kernel)})")
     return note
 
 
@@ -278,8 +277,11 @@ def stack_from_data(plan: Any) -> None:
     runtime = (recipe.runtime or ("docker" if recipe.container else "venv")) if recipe else "venv"
     reboot = str(data.get("stack_reboot") or "auto")
     try:
-        if reboot not in ("auto", "never"):
-            raise st.StackError(f"{host.name}: stack_reboot must be auto or never, not {reboot!r}")
+        if reboot not in st.REBOOT_POLICIES:
+            raise st.StackError(
+                f"{host.name}: stack_reboot must be one of {', '.join(st.REBOOT_POLICIES)}, "
+                f"not {reboot!r}"
+            )
         facts: hf.HostFacts = host.get_fact(HostBasics, path="/")
         stack_plan = st.plan_stack(
             host.name,

@@ -203,6 +203,7 @@ def test_reboot_only_when_a_kernel_module_changed_on_a_real_host() -> None:
     )
     assert st.reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "auto")[0] is False
     assert "stack_reboot=never" in st.reboot_decision(["amdgpu-dkms"], None, "never")[1]
+    assert st.reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "always")[0] is True
 
 
 def test_stack_state_fact_reads_held_packages_units_and_files() -> None:

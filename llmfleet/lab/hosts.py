@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +31,9 @@ BOOT_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
 
 Host = dict[str, Any]
+
+
+REBOOT_LOOP = "llmfleet.lab.reboot_loop"
 
 
 def host_name(index: int) -> str:
@@ -261,7 +265,7 @@ def launch(host: Host) -> None:
         log.flush()
         try:
             proc = subprocess.Popen(
-                nspawn_argv(host),
+                [sys.executable, "-m", REBOOT_LOOP, *nspawn_argv(host)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -305,7 +309,7 @@ def is_running(host: Host) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
         return False
-    if comm != "systemd-nspawn":
+    if comm != "systemd-nspawn" and REBOOT_LOOP.encode() not in argv:
         return False
     # cmdline reads empty for a moment while the exec is still in progress
     return argv == [b""] or f"--machine={host['name']}".encode() in argv
@@ -340,9 +344,8 @@ def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> float:
         time.sleep(0.5)
 
 
-def container_leader(pid: int) -> int | None:
-    """PID (control side) of the container's PID 1: nspawn's child."""
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+def first_child(pid: int | None) -> int | None:
+    for task in Path(f"/proc/{pid}/task").glob("*") if pid else ():
         try:
             kids = (task / "children").read_text().split()
         except FileNotFoundError:
@@ -350,6 +353,21 @@ def container_leader(pid: int) -> int | None:
         if kids:
             return int(kids[0])
     return None
+
+
+def nspawn_of(pid: int) -> int | None:
+    """The systemd-nspawn process: ``pid`` itself, or the reboot loop's child."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd-nspawn":
+            return pid
+    except FileNotFoundError:
+        return None
+    return first_child(pid)
+
+
+def container_leader(pid: int) -> int | None:
+    """PID (control side) of the container's PID 1: nspawn's child."""
+    return first_child(nspawn_of(pid))
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -374,14 +392,15 @@ def stop_pid(pid: int, name: str, timeout: float = STOP_TIMEOUT) -> None:
     systemd, which shuts down in a second or two; if that does not finish in
     time, SIGKILL the container's PID 1 (killing its whole PID namespace),
     then nspawn.  (No machinectl: there is no machined here.)"""
+    nspawn = nspawn_of(pid)
     leader = container_leader(pid)
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)  # the reboot loop passes it on to nspawn
     except ProcessLookupError:
         return
     if wait_gone(pid, timeout):
         return
-    for victim in (leader, pid):
+    for victim in (leader, nspawn, pid):
         if victim and pid_alive(victim):
             os.kill(victim, signal.SIGKILL)
     if not wait_gone(pid, 10):

@@ -61,14 +61,20 @@ def stack_row(stdout: str, host: str) -> str:
 def test_onboard_converges_every_stack_and_a_second_run_changes_nothing(
     lab_state: dict[str, Any],
 ) -> None:
+    boot_id = "cat /proc/sys/kernel/random/boot_id"
+    boots = {name: ssh_run(host, boot_id) for name, host in hosts(lab_state).items()}
     first = onboard()
     assert first.returncode == 0, first.stdout[-4000:]
     assert "ok: 4 x NVIDIA H200" in stack_row(first.stdout, "lab1")
     assert "ok: 1 x AMD Radeon RX 7800 XT" in stack_row(first.stdout, "lab2")
     assert "ok: 3 x Ascend910" in stack_row(first.stdout, "lab3")
-    # a kernel module was installed, but these are containers: reported, not rebooted
-    assert "skipped: systemd-nspawn" in stack_row(first.stdout, "lab1")
+    # a kernel module was installed: lab1 (stack_reboot=always) rebooted and came back
+    # with its services up; the other containers report the reboot as skipped
     h = hosts(lab_state)
+    assert "rebooted for nvidia-open-580" in stack_row(first.stdout, "lab1")
+    assert ssh_run(h["lab1"], boot_id) != boots["lab1"]
+    assert "skipped: systemd-nspawn" in stack_row(first.stdout, "lab2")
+    assert ssh_run(h["lab2"], boot_id) == boots["lab2"]
 
     lab1 = h["lab1"]
     sources = ssh_run(lab1, "cat /etc/apt/sources.list.d/llmfleet-cuda.sources")
