@@ -365,6 +365,11 @@ def verify(
                 f"driver: running {acc.driver_version}, pinned {plan.driver_version} "
                 "(reboot to load the new driver)"
             )
+        off = [str(d.index) for d in acc.devices if d.persistence_mode is False]
+        if plan.stack == "nvidia" and off:
+            problems.append(
+                f"persistence mode: off on GPU {', '.join(off)} (nvidia-persistenced running?)"
+            )
     if "nvidia-fabricmanager" in plan.services and fabric_manager_version != plan.driver_version:
         problems.append(
             f"fabric manager: version {fabric_manager_version or 'unknown'}, must equal the "

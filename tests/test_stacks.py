@@ -183,6 +183,17 @@ def test_verify_names_every_problem_with_a_fix() -> None:
     ]
 
 
+def test_verify_wants_persistence_mode_and_the_pinned_driver_running() -> None:
+    p = plan("nvidia", "h200", devices_per_host=4)
+    gpus = list(H200.devices)
+    gpus[2] = dataclasses.replace(gpus[2], persistence_mode=False)
+    old = dataclasses.replace(H200, devices=tuple(gpus), driver_version="570.172.08")
+    assert st.verify(p, healthy(p), old, "580.159.04") == [
+        "driver: running 570.172.08, pinned 580.159.04 (reboot to load the new driver)",
+        "persistence mode: off on GPU 2 (nvidia-persistenced running?)",
+    ]
+
+
 def test_verify_without_devices_says_to_reboot_and_env_scripts_are_checked() -> None:
     p = plan("cann", "atlas-800i-a3", **CANN_DATA)
     have = dataclasses.replace(healthy(p), files=frozenset())
