@@ -17,6 +17,7 @@ anything is touched, naming the host and the setting.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import LlmfleetError
-from .hostfacts import Accelerators, HostFacts
+from .hostfacts import SECTION_MARK, Accelerators, HostFacts
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "files" / "stacks"
 KEYRINGS = "/etc/apt/keyrings"
@@ -286,6 +287,74 @@ class Installed:
     services: dict[str, str] = field(default_factory=dict)
     installers: dict[str, str] = field(default_factory=dict)  # component -> installed-file text
     files: frozenset[str] = frozenset()
+
+
+def state_command(
+    packages: tuple[str, ...],
+    services: tuple[str, ...],
+    installed: tuple[tuple[str, str], ...],
+    paths: tuple[str, ...],
+) -> str:
+    """A shell script printing what ``parse_state`` reads, framed like host.txt
+    (``=== $ NAME`` headers).  Every probe tolerates absence: a bare host is
+    described, not failed."""
+    q = shlex.quote
+    parts = [
+        f"echo {q(SECTION_MARK + 'packages')}",
+        "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\\n' "
+        + " ".join(map(q, packages))
+        + " 2>/dev/null | awk '$1 ~ /^.i/ {print $2, $3}'"  # ii or hi (held): installed
+        if packages
+        else "true",
+        f"echo {q(SECTION_MARK + 'holds')}",
+        "apt-mark showhold 2>/dev/null",
+        f"echo {q(SECTION_MARK + 'container')}",
+        "systemd-detect-virt --container 2>/dev/null",
+    ]
+    for unit in services:
+        parts += [f"echo {q(SECTION_MARK + 'service ' + unit)}", f"systemctl is-active {q(unit)}"]
+    for component, path in installed:
+        parts += [
+            f"echo {q(SECTION_MARK + 'installer ' + component)}",
+            f"cat {q(path)} 2>/dev/null",
+        ]
+    for path in paths:
+        parts += [f"echo {q(SECTION_MARK + 'file')}", f"test -e {q(path)} && echo {q(path)}"]
+    return "; ".join(parts) + "; true"
+
+
+def parse_state(output: list[str]) -> dict[str, Any]:
+    """``{"installed": Installed, "container": name or None}`` from ``state_command``."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in output:
+        if line.startswith(SECTION_MARK):
+            current = line[len(SECTION_MARK) :]
+            sections.setdefault(current, [])
+        elif current is not None:
+            sections[current].append(line.strip())
+    services = {
+        name.split(" ", 1)[1]: (lines or ["unknown"])[0]
+        for name, lines in sections.items()
+        if name.startswith("service ")
+    }
+    installers = {
+        name.split(" ", 1)[1]: "\n".join(lines)
+        for name, lines in sections.items()
+        if name.startswith("installer ")
+    }
+    packages = dict(ln.split(" ", 1) for ln in sections.get("packages", []) if " " in ln)
+    container = (sections.get("container") or ["none"])[0] or "none"
+    return {
+        "installed": Installed(
+            packages=packages,
+            holds=frozenset(ln for ln in sections.get("holds", []) if ln),
+            services=services,
+            installers=installers,
+            files=frozenset(ln for ln in sections.get("file", []) if ln),
+        ),
+        "container": None if container == "none" else container,
+    }
 
 
 def missing_packages(plan: StackPlan, have: dict[str, str]) -> list[Package]:

@@ -38,12 +38,11 @@ from .plan import fail_host
 from .reboot import reboot_and_wait
 
 DEVICE_FACT = {"nvidia": NvidiaSmi, "rocm": AmdGpus, "cann": AscendNpus}
-MARK = hf.SECTION_MARK
 
 
 class StackState(FactBase):
     """Installed versions, holds, unit states, installer version files, present env
-    scripts and ``systemd-detect-virt --container``, framed like host.txt."""
+    scripts and container or not, in one round trip (``llmfleet.stacks``)."""
 
     def command(
         self,
@@ -52,58 +51,10 @@ class StackState(FactBase):
         installed: tuple[tuple[str, str], ...],
         paths: tuple[str, ...],
     ) -> str:
-        q = shlex.quote
-        parts = [
-            f"echo {q(MARK + 'packages')}",
-            "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\\n' "
-            + " ".join(map(q, packages))
-            + " 2>/dev/null | awk '$1 ~ /^.i/ {print $2, $3}'"  # ii or hi (held): installed
-            if packages
-            else "true",
-            f"echo {q(MARK + 'holds')}",
-            "apt-mark showhold 2>/dev/null",
-            f"echo {q(MARK + 'container')}",
-            "systemd-detect-virt --container 2>/dev/null",
-        ]
-        for unit in services:
-            parts += [f"echo {q(MARK + 'service ' + unit)}", f"systemctl is-active {q(unit)}"]
-        for component, path in installed:
-            parts += [f"echo {q(MARK + 'installer ' + component)}", f"cat {q(path)} 2>/dev/null"]
-        for path in paths:
-            parts += [f"echo {q(MARK + 'file')}", f"test -e {q(path)} && echo {q(path)}"]
-        return "; ".join(parts) + "; true"
+        return st.state_command(packages, services, installed, paths)
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        sections: dict[str, list[str]] = {}
-        current = None
-        for line in output:
-            if line.startswith(MARK):
-                current = line[len(MARK) :]
-                sections.setdefault(current, [])
-            elif current is not None:
-                sections[current].append(line.strip())
-        services = {
-            name.split(" ", 1)[1]: (lines or ["unknown"])[0]
-            for name, lines in sections.items()
-            if name.startswith("service ")
-        }
-        installers = {
-            name.split(" ", 1)[1]: "\n".join(lines)
-            for name, lines in sections.items()
-            if name.startswith("installer ")
-        }
-        packages = dict(ln.split(" ", 1) for ln in sections.get("packages", []) if " " in ln)
-        container = (sections.get("container") or ["none"])[0] or "none"
-        return {
-            "installed": st.Installed(
-                packages=packages,
-                holds=frozenset(ln for ln in sections.get("holds", []) if ln),
-                services=services,
-                installers=installers,
-                files=frozenset(ln for ln in sections.get("file", []) if ln),
-            ),
-            "container": None if container == "none" else container,
-        }
+        return st.parse_state(output)
 
 
 def _state(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> dict[str, Any]:

@@ -242,3 +242,26 @@ def test_stack_state_fact_reads_held_packages_units_and_files() -> None:
         installers={"toolkit": "Version=8.3.RC1"},
         files=frozenset({"/usr/local/Ascend/nnal/atb/set_env.sh"}),
     )
+
+
+def test_state_command_runs_in_a_shell_and_parses_back(tmp_path) -> None:
+    """The fact's script on this (Debian) machine: dpkg is installed, a made-up
+    package is not, an installer's version file is read, a missing file is absent."""
+    import subprocess
+
+    version_file = tmp_path / "version.info"
+    version_file.write_text("Version=8.3.RC1\n")
+    script = st.state_command(
+        ("dpkg", "llmfleet-no-such-package"),
+        (),
+        (("toolkit", str(version_file)),),
+        (str(version_file), str(tmp_path / "absent.sh")),
+    )
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    got = st.parse_state(out.stdout.splitlines())["installed"]
+    dpkg = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "dpkg"], capture_output=True, text=True
+    ).stdout
+    assert got.packages == {"dpkg": dpkg}
+    assert got.installers == {"toolkit": "Version=8.3.RC1"}
+    assert got.files == frozenset({str(version_file)})
