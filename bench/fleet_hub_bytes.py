@@ -3,7 +3,8 @@
 
     python3 bench/fleet_hub_bytes.py [--hosts 4] [--shards 8] [--shard-mb 32]
 
-Brings the lab up with N hosts (taking over any running lab), serves a repo of
+Brings up a fresh lab of N hosts (any running lab is taken down first, so no
+host cache or mirror cache survives from an earlier run), serves a repo of
 random shards from the lab Hub, installs the pull tools (warm-up), then pulls it on every host with
 ``deploys/weights.py`` twice, each time into a fresh cache dir:
 (a) every host straight from the Hub, (b) through ``deploys/mirror.py`` on
@@ -50,6 +51,7 @@ def main() -> int:
     p.add_argument("--shard-mb", type=int, default=32)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    lab.down()  # fresh hosts: a cache left by an earlier run would hide every byte
     state = lab.up(hosts=a.hosts)
     shards.build(a.shards, a.shard_mb)
     hub_url = state["services"]["hub_url"]
