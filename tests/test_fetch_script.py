@@ -203,6 +203,7 @@ def test_peer_copy_matches_the_source_snapshot(hub: StaticHub, repo: dict, tmp_p
                     break
             time.sleep(0.1)
         dest = tmp_path / "dst"
+        partial_of(hub, dest, SHARD).write_bytes(source(repo, SHARD)[:1_000_000])
         proc = subprocess.run(
             [sys.executable, str(SCRIPT), "peer", "--peer", f"http://127.0.0.1:{port}"]
             + ["--repo", REPO, "--revision", hub.commit, "--cache-dir", str(dest / "hf")]
@@ -217,4 +218,5 @@ def test_peer_copy_matches_the_source_snapshot(hub: StaticHub, repo: dict, tmp_p
     assert proc.returncode == 0, proc.stderr
     copied = json.loads((dest / "marker.json").read_text())
     assert copied["files"] == marker["files"] and copied["verified"] is True
+    assert copied["resumed"] == [SHARD]  # the peer honoured the Range request
     assert layout(snapshot(dest, hub.commit)) == layout(snapshot(tmp_path / "src", hub.commit))

@@ -175,11 +175,18 @@ def serve(a: argparse.Namespace) -> int:
                 self.send_error(404)
                 return
             path = os.path.join(marker["path"], name)
-            self.send_response(200)
-            self.send_header("Content-Length", str(os.path.getsize(path)))
+            size = os.path.getsize(path)
+            start = 0  # "Range: bytes=N-" continues a copy a dropped connection cut short
+            wanted = (self.headers.get("Range") or "").removeprefix("bytes=")
+            if wanted.endswith("-") and wanted[:-1].isdigit() and int(wanted[:-1]) < size:
+                start = int(wanted[:-1])
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(size - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
             self.end_headers()
             with open(path, "rb") as fh:
-                os.sendfile(self.wfile.fileno(), fh.fileno(), 0, os.path.getsize(path))
+                os.sendfile(self.wfile.fileno(), fh.fileno(), start, size - start)
 
         def log_message(self, fmt: str, *args) -> None:
             pass
