@@ -67,7 +67,7 @@ def roll(
         results = run(batch)
         for h in batch:
             status = results.get(h, {}).get("status", "failed")
-            if status in ("healthy", "ok"):
+            if status in ("healthy", "ok", "dry run"):
                 out.done.append(h)
             else:
                 out.failed[h] = f"{status}: {results.get(h, {}).get('detail', 'no result')}"

@@ -43,6 +43,9 @@ def _fleet_plans(catalog: Catalog) -> dict[str, HostPlan]:
 
 def fail_host(message: str) -> None:
     """Fail this host with a readable reason, touching nothing on it."""
+    from . import summary  # here: summary imports the roles that import this module
+
+    summary.note(host.name, error=message)  # for the table, --dry included
     server.shell(name=f"llmfleet: {message}"[:200], commands=[f"echo {_sh(message)} >&2; exit 1"])
 
 

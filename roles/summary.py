@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -51,10 +52,21 @@ def register(title: str) -> None:
     atexit.register(_print, state, title, limit)
 
 
+def _dry() -> bool:
+    """``pyinfra --dry``: the operations were planned and shown, none ran."""
+    return "--dry" in sys.argv
+
+
 def _status(state, host) -> tuple[str, str]:
     result = RESULTS.get(host.name)
     if host not in state.activated_hosts:
         return "[red]unreachable[/red]", "could not connect (see the pyinfra output above)"
+    if _dry():  # nothing ran: no health gate, no failing operation; say what is known
+        error = PLANNED.get(host.name, {}).get("error")
+        if error:
+            return "[red]would fail[/red]", error
+        serving = result and result.get("probe") and result.get("ok")
+        return "[cyan]dry run[/cyan]", "nothing applied" + ("; serving now" if serving else "")
     if host in state.failed_hosts:
         detail = (
             result.get("error", "")
