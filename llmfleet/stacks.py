@@ -387,7 +387,7 @@ def reboot_decision(kernel: list[str], container: str | None, policy: str) -> tu
         return False, f"needed for {what}; skipped: {container} container shares the host's kernel"
     if policy == "never":
         return False, f"needed for {what}; skipped: stack_reboot=never"
-    return True, f"rebooted for {what}"
+    return True, f"reboot for {what}"
 
 
 def verify(

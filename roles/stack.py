@@ -173,7 +173,7 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
         {
             "stack": plan.stack,
             "driver": plan.driver_version,
-            "installed": ", ".join([p.spec for p in missing] + [i.file for i in pending]) or "-",
+            "installs": ", ".join([p.spec for p in missing] + [i.file for i in pending]) or "-",
             "reboot": reboot_note,
         },
     )

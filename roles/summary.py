@@ -128,8 +128,9 @@ def _print(state, title: str, limit: list | None = None) -> None:
 def _stack_table(state, limit: list | None) -> Table:
     """Per host: the stack, its pinned driver, what this run installed, the reboot
     decision and the verify result (the problems, when it failed)."""
-    table = Table(title="accelerator stack")
-    columns = ("stack", "driver", "installed", "reboot", "verify")
+    dry = " (dry run: planned, nothing applied)" if _dry() else ""
+    table = Table(title=f"accelerator stack{dry}")
+    columns = ("stack", "driver", "installs", "reboot", "verify")
     for col in ("host", *columns):
         table.add_column(col, overflow="fold")
     for host in state.inventory:
@@ -137,7 +138,7 @@ def _stack_table(state, limit: list | None) -> Table:
         if not info or (limit is not None and host not in limit):
             continue
         verify = info.get("verify") or (
-            "failed before verify" if host in state.failed_hosts else "not run (--dry?)"
+            "failed before verify" if host in state.failed_hosts else "not run"
         )
         table.add_row(host.name, *(info.get(c, "-") for c in columns[:-1]), verify)
     return table

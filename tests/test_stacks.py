@@ -210,7 +210,7 @@ def test_reboot_only_when_a_kernel_module_changed_on_a_real_host() -> None:
     assert st.reboot_decision([], None, "auto") == (False, "not needed")
     assert st.reboot_decision(["nvidia-open-580"], None, "auto") == (
         True,
-        "rebooted for nvidia-open-580",
+        "reboot for nvidia-open-580",
     )
     assert st.reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "auto")[0] is False
     assert "stack_reboot=never" in st.reboot_decision(["amdgpu-dkms"], None, "never")[1]

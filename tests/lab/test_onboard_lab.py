@@ -10,7 +10,10 @@ and verify.  Everything is asserted on the hosts over SSH.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import pytest
 from hostfixtures import output
 
-from .labkit import fresh_lab, run_pyinfra, ssh_run
+from .labkit import ROOT, fresh_lab, run_pyinfra, ssh_run
 
 pytestmark = pytest.mark.lab
 
@@ -61,6 +64,19 @@ def stack_row(stdout: str, host: str) -> str:
 def test_onboard_converges_every_stack_and_a_second_run_changes_nothing(
     lab_state: dict[str, Any],
 ) -> None:
+    dry = subprocess.run(  # no -y with --dry: pyinfra would take it as "go ahead"
+        [sys.executable, "-m", "pyinfra", "--dry", INVENTORY, "deploys/onboard.py"],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert "accelerator stack (dry run: planned, nothing applied)" in dry.stdout
+    assert "nvidia-open-580=580.159.04-1" in stack_row(dry.stdout, "lab1")
+    for host in lab_state["hosts"]:  # nothing was applied
+        ssh_run(host, "! ls /etc/apt/sources.list.d/llmfleet-* /var/cache/llmfleet 2>/dev/null")
     boot_id = "cat /proc/sys/kernel/random/boot_id"
     boots = {name: ssh_run(host, boot_id) for name, host in hosts(lab_state).items()}
     first = onboard()
@@ -71,7 +87,7 @@ def test_onboard_converges_every_stack_and_a_second_run_changes_nothing(
     # a kernel module was installed: lab1 (stack_reboot=always) rebooted and came back
     # with its services up; the other containers report the reboot as skipped
     h = hosts(lab_state)
-    assert "rebooted for nvidia-open-580" in stack_row(first.stdout, "lab1")
+    assert "reboot for nvidia-open-580" in stack_row(first.stdout, "lab1")
     assert ssh_run(h["lab1"], boot_id) != boots["lab1"]
     assert "skipped: systemd-nspawn" in stack_row(first.stdout, "lab2")
     assert ssh_run(h["lab2"], boot_id) == boots["lab2"]
