@@ -65,6 +65,7 @@ class Package:
     name: str
     version: str | None  # None: whatever the (versioned) repository holds
     kernel_module: bool = False
+    distro: bool = False  # from the distribution's own repositories (not held)
 
     @property
     def spec(self) -> str:
@@ -103,7 +104,7 @@ class StackPlan:
 
     @property
     def holds(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.packages)
+        return tuple(p.name for p in self.packages if not p.distro)
 
 
 def load_stack(vendor: str, stacks_dir: Path = STACKS_DIR) -> dict[str, Any]:
@@ -184,9 +185,10 @@ def plan_stack(
         "proprietary": not open_modules,
         "nvswitch": bool(hardware.nvswitch),
         "docker": runtime == "docker",
+        "ubuntu": bool(facts.os and facts.os.id == "ubuntu"),
         **{flag: hardware.id in ids for flag, ids in doc.get("hardware_flags", {}).items()},
     }
-    values = template_values(doc, arch)
+    values = {**template_values(doc, arch), "kernel": facts.kernel or ""}
     if "distros" in doc or "codenames" in doc:
         table = doc.get("distros") or doc.get("codenames")
         if distro not in table:
@@ -217,6 +219,7 @@ def plan_stack(
             fill(p["name"]),
             fill(p["version"]) if p.get("version") else None,
             bool(p.get("kernel_module")),
+            bool(p.get("distro")),
         )
         for p in doc.get("packages", [])
         if _when(p.get("when"), flags)

@@ -143,10 +143,18 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
             commands=[_update_command(plan.repos)],
             _if=(lambda: True) if missing else (lambda: any(op.did_change() for op in repo_ops)),
         )
-    if plan.packages:
+    distro = [p for p in missing if p.distro]
+    if distro:  # only when missing: the full update would count as a change every run
+        apt.packages(
+            name=f"{plan.stack}: from the distribution: {', '.join(p.name for p in distro)}",
+            packages=[p.spec for p in distro],
+            update=True,
+            no_recommends=True,
+        )
+    if plan.holds:
         apt.packages(
             name=f"{plan.stack}: pinned packages",
-            packages=[p.spec for p in plan.packages],
+            packages=[p.spec for p in plan.packages if not p.distro],
             no_recommends=True,
             extra_install_args="--allow-change-held-packages --allow-downgrades",
         )

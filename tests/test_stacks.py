@@ -110,9 +110,20 @@ def test_rocm_on_debian_uses_the_jammy_repositories_pinned_above_the_distro() ->
         ("https://repo.radeon.com/rocm/apt/6.4.1", "jammy", ("main",), 600),
         ("https://repo.radeon.com/amdgpu/6.4.1/ubuntu", "jammy", ("main",), 600),
     ]
-    assert [pkg.spec for pkg in p.packages] == ["amdgpu-dkms", "rocm"]
+    assert [pkg.spec for pkg in p.packages] == ["amdgpu-dkms", "rocm"]  # Debian: no extras
     assert p.groups == ("render", "video") and p.repos[0].origin_host == "repo.radeon.com"
-    assert plan("rocm", "mi355x").repos[0].suite == "noble"
+    noble = st.plan_stack(
+        "gpu1",
+        st.load_stack("rocm"),
+        dataclasses.replace(facts(), kernel="6.8.0-45-generic"),
+        hardware=CATALOG.hw("mi355x"),
+    )
+    assert noble.repos[0].suite == "noble"
+    assert [(pkg.name, pkg.distro) for pkg in noble.packages[:2]] == [
+        ("linux-headers-6.8.0-45-generic", True),  # DKMS needs them (AMD's guide)
+        ("linux-modules-extra-6.8.0-45-generic", True),
+    ]
+    assert noble.holds == ("amdgpu-dkms", "rocm")  # distro packages are not held
 
 
 def test_cann_installers_need_a_url_and_a_pinned_checksum_for_every_file() -> None:
