@@ -132,10 +132,11 @@ def mirrored(url: str, mirrors: dict[str, str]) -> str:
 
 def template_values(doc: dict[str, Any], arch: str) -> dict[str, str]:
     """What ``{...}`` in a stack file's names, versions and URLs may use."""
+    driver = str(doc["driver_version"])
     return {
-        "driver_version": str(doc["driver_version"]),
-        "branch": str(doc.get("branch", "")),
-        "package_version": str(doc.get("package_version", "")),
+        "driver_version": driver,
+        "branch": driver.split(".")[0],
+        "package_version": str(doc.get("package_version", "")).format(driver_version=driver),
         "cuda_arch": CUDA_ARCH[arch],
         "deb_arch": DEB_ARCH[arch],
         "arch": arch,
@@ -149,8 +150,10 @@ def installer_files(doc: dict[str, Any], arch: str) -> list[str]:
     return [str(i["file"]).format(**values) for i in doc.get("installers", [])]
 
 
-def _when(cond: str | None, flags: dict[str, bool]) -> bool:
-    return cond is None or flags.get(cond, False)
+def _when(cond: str | list[str] | None, flags: dict[str, bool]) -> bool:
+    """A ``when:`` of the stack file: one condition, or a list that must all hold."""
+    conds = [cond] if isinstance(cond, str) else list(cond or [])
+    return all(flags.get(c, False) for c in conds)
 
 
 def plan_stack(
@@ -169,6 +172,11 @@ def plan_stack(
     data = data or {}
     stack = doc["id"]
     where = f"{host}: stack {stack}"
+    if stack == "nvidia" and data.get("nvidia_driver_version"):
+        wanted = str(data["nvidia_driver_version"])
+        if not re.fullmatch(r"\d{3}\.\d+(\.\d+)?", wanted):
+            raise StackError(f"{where}: nvidia_driver_version {wanted!r} is not like 580.159.04")
+        doc = {**doc, "driver_version": wanted}
     distro = distro_key(facts)
     arch = (facts.cpu.arch if facts.cpu else None) or hardware.arch
     if arch not in CUDA_ARCH:
@@ -185,9 +193,12 @@ def plan_stack(
         "proprietary": not open_modules,
         "nvswitch": bool(hardware.nvswitch),
         "docker": runtime == "docker",
+        "suffixed": int(str(doc["driver_version"]).split(".")[0])
+        < int(doc.get("pinning_from_branch", 10**6)),
         "ubuntu": bool(facts.os and facts.os.id == "ubuntu"),
         **{flag: hardware.id in ids for flag, ids in doc.get("hardware_flags", {}).items()},
     }
+    flags["pinning"] = not flags["suffixed"]
     values = {**template_values(doc, arch), "kernel": facts.kernel or ""}
     if "distros" in doc or "codenames" in doc:
         table = doc.get("distros") or doc.get("codenames")

@@ -79,6 +79,20 @@ def test_b200_adds_nvlsm_and_refuses_proprietary_modules() -> None:
     assert "cuda-drivers-580" in names(h100) and "nvidia-open-580" not in names(h100)
 
 
+def test_a_590_driver_drops_the_branch_suffix_and_adds_the_pinning_package() -> None:
+    p = plan("nvidia", "h200", nvidia_driver_version="590.44.01")
+    assert [pkg.spec for pkg in p.packages] == [
+        "nvidia-driver-pinning-590.44.01",
+        "nvidia-open=590.44.01-1",
+        "nvidia-fabricmanager=590.44.01-1",
+        "libnvidia-nscq=590.44.01-1",
+        "datacenter-gpu-manager-4-cuda13=1:4.4.2-1",
+    ]
+    assert p.driver_version == "590.44.01"
+    with pytest.raises(st.StackError, match="nvidia_driver_version 'latest' is not like"):
+        plan("nvidia", "h200", nvidia_driver_version="latest")
+
+
 def test_docker_recipes_get_the_container_toolkit_repo_and_package() -> None:
     p = plan("nvidia", "h200", runtime="docker")
     assert [r.name for r in p.repos] == ["cuda", "nvidia-container-toolkit"]
