@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the control machine needs for `llmfleet lab`: debootstrap
 # builds the host rootfs, systemd-nspawn (systemd-container) boots it,
-# iproute2 makes the bridge/netns/veths, openssh-client reaches the hosts.
+# iproute2 makes the bridge/netns/veths, openssh-client reaches the hosts,
+# gnupg signs the stand-in vendor apt repositories (dpkg-deb, from dpkg, builds
+# their packages).
 # Idempotent and quiet: installs only what is missing, as root, with apt-get
 # (so it uses whatever mirror/proxy this machine's apt is configured with).
 set -euo pipefail
@@ -15,6 +17,7 @@ packages=(
   ca-certificates
   curl
   procps
+  gnupg
 )
 
 missing=()
