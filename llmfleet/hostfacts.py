@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 # --------------------------------------------------------------------------- framing
 
 SECTION_MARK = "=== $ "
+# the tool that lists each vendor's devices (AMD: amd-smi, or rocm-smi on older ROCm)
+DEVICE_TOOLS = {"nvidia": "nvidia-smi", "rocm": "amd-smi/rocm-smi", "cann": "npu-smi"}
 _RC_LINE = re.compile(r"^\[rc=(\d+)\]$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

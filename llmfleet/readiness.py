@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog, CatalogError, Hardware
 from .errors import Problem
-from .hostfacts import SCHED_DEBUGFS, HostFacts, kernel_at_least
+from .hostfacts import DEVICE_TOOLS, SCHED_DEBUGFS, HostFacts, kernel_at_least
 from .validate import plan_host
 
 SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
@@ -89,7 +89,7 @@ def _devices(r: Readiness, catalog: Catalog, facts: HostFacts, hw: Hardware) -> 
         r._add("devices", "ok", detail if acc is None else f"{acc.count} found; {detail}")
         return
     if acc is None or not acc.count:
-        tool = {"nvidia": "nvidia-smi", "rocm": "amd-smi/rocm-smi", "cann": "npu-smi"}[hw.vendor]
+        tool = DEVICE_TOOLS[hw.vendor]
         r._add(
             "devices",
             "fail",

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import LlmfleetError
-from .hostfacts import SECTION_MARK, Accelerators, HostFacts
+from .hostfacts import DEVICE_TOOLS, SECTION_MARK, Accelerators, HostFacts
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "files" / "stacks"
 KEYRINGS = "/etc/apt/keyrings"
@@ -371,6 +371,11 @@ def parse_state(output: list[str]) -> dict[str, Any]:
     }
 
 
+def env_script_paths(plan: StackPlan, recipe_scripts: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The env scripts that must exist: the stack's, then the recipe's (once each)."""
+    return tuple(dict.fromkeys((*plan.env_scripts, *recipe_scripts)))
+
+
 def missing_packages(plan: StackPlan, have: dict[str, str]) -> list[Package]:
     """Packages absent or at another version than pinned."""
     return [
@@ -431,10 +436,10 @@ def verify(
     problems += [
         f"env script {path}: missing (the recipe sources it; check which CANN layout "
         "this release uses, e.g. /usr/local/Ascend/cann/set_env.sh)"
-        for path in dict.fromkeys((*plan.env_scripts, *env_scripts))
+        for path in env_script_paths(plan, env_scripts)
         if path not in installed.files
     ]
-    tool = {"nvidia": "nvidia-smi", "rocm": "amd-smi", "cann": "npu-smi"}[plan.stack]
+    tool = DEVICE_TOOLS[plan.stack]
     if acc is None or not acc.count:
         problems.append(f"devices: {tool} lists none (driver not loaded? reboot after it)")
     else:

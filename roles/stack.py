@@ -63,7 +63,7 @@ def _state(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> dict[str, Any]:
         packages=tuple(p.name for p in plan.packages),
         services=plan.services,
         installed=tuple((i.component, i.installed) for i in plan.installers),
-        paths=tuple(dict.fromkeys((*plan.env_scripts, *env_scripts))),
+        paths=st.env_script_paths(plan, env_scripts),
     )
 
 
@@ -185,7 +185,7 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
             "reboot": reboot_note,
         },
     )
-    already = _problems(plan, env_scripts, have)
+    already, text = _check(plan, env_scripts, have)
     if already:  # something to fix: check again once the operations above have run
         python.call(
             name=f"Verify the {plan.stack} stack",
@@ -194,7 +194,7 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
             env_scripts=env_scripts,
         )
     else:  # nothing to do and nothing wrong: a re-run reports no change at all
-        summary.note_stack(host.name, {"verify": _ok(plan)})
+        summary.note_stack(host.name, {"verify": text})
 
 
 def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
@@ -204,20 +204,20 @@ def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
     return note
 
 
-def _problems(plan: st.StackPlan, env_scripts: tuple[str, ...], have: st.Installed) -> list[str]:
+def _check(
+    plan: st.StackPlan, env_scripts: tuple[str, ...], have: st.Installed
+) -> tuple[list[str], str]:
+    """The verify problems and the summary's verify text (one read of the devices)."""
     acc = host.get_fact(DEVICE_FACT[plan.stack])
     fm = host.get_fact(FabricManager).version if "nvidia-fabricmanager" in plan.services else None
-    return st.verify(plan, have, acc, fm, env_scripts)
-
-
-def _ok(plan: st.StackPlan) -> str:
-    acc = host.get_fact(DEVICE_FACT[plan.stack])
-    return f"ok: {acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "ok"
+    problems = st.verify(plan, have, acc, fm, env_scripts)
+    ok = f"ok: {acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "ok"
+    return problems, "; ".join(problems) or ok
 
 
 def _verify(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> None:
-    problems = _problems(plan, env_scripts, _state(plan, env_scripts)["installed"])
-    summary.note_stack(host.name, {"verify": "; ".join(problems) or _ok(plan)})
+    problems, text = _check(plan, env_scripts, _state(plan, env_scripts)["installed"])
+    summary.note_stack(host.name, {"verify": text})
     if problems:
         raise RuntimeError(f"{host.name}: {plan.stack} stack: " + "; ".join(problems))
 

@@ -43,9 +43,7 @@ def host_tuning(
     plan = tn.plan_tuning(host.name, facts, wanted, strict=strict, allow_container=in_container)
     summary.note_tuning(host.name, plan.findings)
     if plan.errors:
-        message = "; ".join(str(p) for p in plan.errors)
-        summary.note(host.name, error=message)
-        fail_host(message)
+        fail_host("; ".join(str(p) for p in plan.errors))  # also records it for the table
         return None
     for problem in plan.problems:
         print(f"[{host.name}] tuning: {problem}")

@@ -374,10 +374,9 @@ def repo_cache_dir(cache_dir: str, repo: str) -> str:
     return os.path.join(cache_dir, "models--" + repo.replace("/", "--"))
 
 
-def space_problem(cache_dir: str, blobs: str, total: int, where: str) -> str | None:
-    """Refuse before downloading what cannot fit (what is already there counts)."""
+def space_problem(cache_dir: str, need: int, where: str) -> str | None:
+    """Refuse before downloading what cannot fit (``need``: what is not there yet)."""
     os.makedirs(cache_dir, exist_ok=True)
-    need = total - Progress(blobs, 0, total, None).on_disk()
     free = shutil.disk_usage(cache_dir).free
     if need > free:
         return (
@@ -412,7 +411,8 @@ def peer(a: argparse.Namespace) -> int:
     repo_dir = repo_cache_dir(a.cache_dir, a.repo)
     blobs = os.path.join(repo_dir, "blobs")
     total = sum(m["size"] for m in files.values())
-    if problem := space_problem(a.cache_dir, blobs, total, f"the copy from {base}"):
+    have = Progress(blobs, 0, total, None).on_disk()
+    if problem := space_problem(a.cache_dir, total - have, f"the copy from {base}"):
         print(problem, file=sys.stderr)
         return 3
     progress = Progress(blobs, 0, total, a.progress)
@@ -463,7 +463,8 @@ def pull(a: argparse.Namespace) -> int:
     total = sum(m["size"] for m in files.values())
     repo_dir = repo_cache_dir(a.cache_dir, a.repo)
     blobs = os.path.join(repo_dir, "blobs")
-    if problem := space_problem(a.cache_dir, blobs, total, where):
+    have = Progress(blobs, 0, total, None).on_disk()
+    if problem := space_problem(a.cache_dir, total - have, where):
         print(problem, file=sys.stderr)
         return 3
     direct = a.transfer == "direct" or (a.transfer == "auto" and direct_ok(endpoint))
@@ -472,7 +473,7 @@ def pull(a: argparse.Namespace) -> int:
     def url_of(name: str) -> str:
         return hf_hub_url(a.repo, name, revision=a.revision)
 
-    progress = Progress(blobs, Progress(blobs, 0, total, None).on_disk(), total, a.progress)
+    progress = Progress(blobs, have, total, a.progress)
     progress.start()
     try:
         resumed: list[str] = []

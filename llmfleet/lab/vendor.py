@@ -320,20 +320,21 @@ def _local(url: str, vendor_root: Path) -> Path:
 
 
 def _plans() -> dict[str, st.StackPlan]:
+    """The plans the stand-ins are built from.  The installer checksums are what the
+    build makes, so the plans get placeholders (only the file names matter here)."""
     catalog = load()
+    names = st.installer_files(st.load_stack("cann"), LAB_FACTS.cpu.arch)
     data = {
         "vendor_mirrors": mirrors(PLACEHOLDER),
         "cann_installer_url": f"{PLACEHOLDER}/{ASCEND_DIR}",
-        "cann_sha256": {},
+        "cann_sha256": dict.fromkeys(names, "0" * 64),
     }
-    out = {}
-    for vendor, hw in LAB_HARDWARE.items():
-        doc = st.load_stack(vendor)
-        if vendor == "cann":  # names only here: the checksums are what is being made
-            names = st.installer_files(doc, "x86_64")
-            data = {**data, "cann_sha256": dict.fromkeys(names, "0" * 64)}
-        out[vendor] = st.plan_stack("lab", doc, LAB_FACTS, hardware=catalog.hw(hw), data=data)
-    return out
+    return {
+        vendor: st.plan_stack(
+            "lab", st.load_stack(vendor), LAB_FACTS, hardware=catalog.hw(hw), data=data
+        )
+        for vendor, hw in LAB_HARDWARE.items()
+    }
 
 
 def _build_repo(repo: st.AptRepo, packages: list[st.Package], vendor_root: Path, signer) -> None:
