@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmfleet.catalog import load
-from llmfleet.hostfacts import HostFacts
+from llmfleet.hostfacts.system import HostFacts
 from llmfleet.readiness import DEFAULT_HF_HOME, Readiness, assess
 from roles.hostfacts import (
     AmdGpus,

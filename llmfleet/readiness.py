@@ -1,6 +1,6 @@
 """Is this host what the inventory says it is, and can it serve the recipe?
 
-Pure: takes parsed ``HostFacts`` (see ``hostfacts.py``), the inventory's
+Pure: takes parsed ``HostFacts`` (see ``hostfacts/``), the inventory's
 hardware profile and optional recipe, and returns report rows plus
 ``Problem``s naming host, field and fix.  The first day on a new bare-metal
 fleet is where "the inventory says h200 but it is an H100 box", a fabric
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog, CatalogError, Hardware
 from .errors import Problem
-from .hostfacts import DEVICE_TOOLS, SCHED_DEBUGFS, HostFacts, kernel_at_least
+from .hostfacts.devices import DEVICE_TOOLS
+from .hostfacts.system import SCHED_DEBUGFS, HostFacts, kernel_at_least
 from .validate import plan_host
 
 SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}

@@ -25,7 +25,9 @@ from typing import Any
 import yaml
 
 from .errors import LlmfleetError
-from .hostfacts import DEVICE_TOOLS, SECTION_MARK, Accelerators, HostFacts
+from .hostfacts.devices import DEVICE_TOOLS, Accelerators
+from .hostfacts.framing import SECTION_MARK
+from .hostfacts.system import HostFacts
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "files" / "stacks"
 KEYRINGS = "/etc/apt/keyrings"

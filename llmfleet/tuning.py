@@ -1,6 +1,6 @@
 """Host tuning for LLM serving, planned from facts: sysctls, scheduler migration cost, governor.
 
-Pure: takes what the host said (``hostfacts.TuningState``) and what the
+Pure: takes what the host said (``hostfacts.tuning.TuningState``) and what the
 recipe wants, and returns the file contents, unit text and findings the role
 applies.  Every knob ends up ``applied``, ``skipped`` (it exists but we must
 not or cannot write it here) or ``unsupported`` (this kernel or machine does
@@ -28,7 +28,8 @@ import shlex
 from dataclasses import dataclass, field
 
 from .errors import Problem
-from .hostfacts import SCHED_DEBUGFS, TuningState, kernel_at_least
+from .hostfacts.system import SCHED_DEBUGFS, kernel_at_least
+from .hostfacts.tuning import TuningState
 from .render import jinja_env
 
 BASELINE_SYSCTL = {

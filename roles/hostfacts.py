@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
-from llmfleet import hostfacts as hf
+from llmfleet.hostfacts import devices, system, tuning
+from llmfleet.hostfacts.framing import SECTION_MARK, split_sections
 
 
 def _framed(sections: dict[str, str]) -> str:
     """A script printing ``=== $ NAME`` before each command's output, as host.txt is framed."""
     return (
         "; ".join(
-            f"echo {_quote(hf.SECTION_MARK + name)}; {{ {cmd}; }} 2>/dev/null"
+            f"echo {_quote(SECTION_MARK + name)}; {{ {cmd}; }} 2>/dev/null"
             for name, cmd in sections.items()
         )
         + "; true"
@@ -36,15 +37,15 @@ class HostBasics(FactBase):
     """OS, kernel, CPU/NUMA, cpufreq, scheduler knobs and free disk at ``path``."""
 
     def command(self, path: str = "/var/lib/llmfleet/hf") -> str:
-        commands = {cmd: cmd for cmd in hf.BASICS_COMMANDS.values()}
-        commands["df"] = hf.disk_command(path)
+        commands = {cmd: cmd for cmd in system.BASICS_COMMANDS.values()}
+        commands["df"] = system.disk_command(path)
         return _framed(commands)
 
-    def process(self, output: list[str]) -> hf.HostFacts:
-        return hf.parse_basics(hf.split_sections("\n".join(output)))
+    def process(self, output: list[str]) -> system.HostFacts:
+        return system.parse_basics(split_sections("\n".join(output)))
 
-    def default(self) -> hf.HostFacts:
-        return hf.HostFacts()
+    def default(self) -> system.HostFacts:
+        return system.HostFacts()
 
 
 class NvidiaSmi(FactBase):
@@ -53,8 +54,8 @@ class NvidiaSmi(FactBase):
     def command(self) -> str:
         return _if_tool("nvidia-smi", "nvidia-smi -q -x")
 
-    def process(self, output: list[str]) -> hf.Accelerators | None:
-        return hf.parse_nvidia_smi_xml("\n".join(output))
+    def process(self, output: list[str]) -> devices.Accelerators | None:
+        return devices.parse_nvidia_smi_xml("\n".join(output))
 
     def default(self):
         return None
@@ -66,8 +67,8 @@ class NvidiaTopology(FactBase):
     def command(self) -> str:
         return _if_tool("nvidia-smi", "nvidia-smi topo -m")
 
-    def process(self, output: list[str]) -> hf.Topology | None:
-        return hf.parse_topo_matrix("\n".join(output))
+    def process(self, output: list[str]) -> devices.Topology | None:
+        return devices.parse_topo_matrix("\n".join(output))
 
     def default(self):
         return None
@@ -84,12 +85,12 @@ class FabricManager(FactBase):
             }
         )
 
-    def process(self, output: list[str]) -> hf.FabricManager:
-        s = hf.split_sections("\n".join(output))
-        return hf.parse_fabric_manager(s.get("is-active", ""), s.get("version", ""))
+    def process(self, output: list[str]) -> devices.FabricManager:
+        s = split_sections("\n".join(output))
+        return devices.parse_fabric_manager(s.get("is-active", ""), s.get("version", ""))
 
-    def default(self) -> hf.FabricManager:
-        return hf.FabricManager(None, None)
+    def default(self) -> devices.FabricManager:
+        return devices.FabricManager(None, None)
 
 
 class AmdGpus(FactBase):
@@ -103,11 +104,11 @@ class AmdGpus(FactBase):
             "rocm-smi --showproductname --json 2>/dev/null; fi; true"
         )
 
-    def process(self, output: list[str]) -> hf.Accelerators | None:
-        s = hf.split_sections("\n".join(output))
+    def process(self, output: list[str]) -> devices.Accelerators | None:
+        s = split_sections("\n".join(output))
         if "amd-smi" in s:
-            return hf.parse_amd_smi_static(s["amd-smi"])
-        return hf.parse_rocm_smi_productname(s.get("rocm-smi", ""))
+            return devices.parse_amd_smi_static(s["amd-smi"])
+        return devices.parse_rocm_smi_productname(s.get("rocm-smi", ""))
 
     def default(self):
         return None
@@ -119,8 +120,8 @@ class AscendNpus(FactBase):
     def command(self) -> str:
         return _if_tool("npu-smi", "npu-smi info")
 
-    def process(self, output: list[str]) -> hf.Accelerators | None:
-        return hf.parse_npu_smi_info("\n".join(output))
+    def process(self, output: list[str]) -> devices.Accelerators | None:
+        return devices.parse_npu_smi_info("\n".join(output))
 
     def default(self):
         return None
@@ -135,10 +136,10 @@ class HostTuning(FactBase):
     """
 
     def command(self, keys: tuple[str, ...], unit: str) -> str:
-        return _framed(hf.tuning_commands(keys, unit))
+        return _framed(tuning.tuning_commands(keys, unit))
 
-    def process(self, output: list[str]) -> hf.TuningState:
-        return hf.parse_tuning(hf.split_sections("\n".join(output)))
+    def process(self, output: list[str]) -> tuning.TuningState:
+        return tuning.parse_tuning(split_sections("\n".join(output)))
 
-    def default(self) -> hf.TuningState:
-        return hf.TuningState()
+    def default(self) -> tuning.TuningState:
+        return tuning.TuningState()

@@ -29,8 +29,8 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import apt, files, python, server, systemd
 
-from llmfleet import hostfacts as hf
 from llmfleet import stacks as st
+from llmfleet.hostfacts.system import HostFacts
 
 from . import summary
 from .hostfacts import AmdGpus, AscendNpus, FabricManager, HostBasics, NvidiaSmi
@@ -241,7 +241,7 @@ def stack_from_data(plan: Any) -> None:
                 f"{host.name}: stack_reboot must be one of {', '.join(st.REBOOT_POLICIES)}, "
                 f"not {reboot!r}"
             )
-        facts: hf.HostFacts = host.get_fact(HostBasics, path="/")
+        facts: HostFacts = host.get_fact(HostBasics, path="/")
         stack_plan = st.plan_stack(
             host.name,
             st.load_stack(vendor),

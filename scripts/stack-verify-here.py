@@ -16,9 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmfleet import hostfacts as hf  # noqa: E402
 from llmfleet import stacks as st  # noqa: E402
 from llmfleet.catalog import load  # noqa: E402
+from llmfleet.hostfacts.devices import parse_fm_version, parse_nvidia_smi_xml  # noqa: E402
+from llmfleet.hostfacts.system import Cpu, HostFacts, parse_os_release  # noqa: E402
 
 
 def sh(command: str) -> str:
@@ -28,9 +29,9 @@ def sh(command: str) -> str:
 def main() -> int:
     hardware = sys.argv[1] if len(sys.argv) > 1 else "h100"
     devices = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    facts = hf.HostFacts(
-        os=hf.parse_os_release(Path("/etc/os-release").read_text()),
-        cpu=hf.Cpu(platform.machine(), None, None, None, None, None, ()),
+    facts = HostFacts(
+        os=parse_os_release(Path("/etc/os-release").read_text()),
+        cpu=Cpu(platform.machine(), None, None, None, None, None, ()),
     )
     plan = st.plan_stack(
         platform.node() or "here",
@@ -43,7 +44,7 @@ def main() -> int:
     print(f"repo: {plan.repos[0].uri}")
     print(f"packages: {', '.join(p.spec for p in plan.packages)}")
     print(f"services: {', '.join(plan.services)}")
-    acc = hf.parse_nvidia_smi_xml(sh("nvidia-smi -q -x 2>/dev/null"))
+    acc = parse_nvidia_smi_xml(sh("nvidia-smi -q -x 2>/dev/null"))
     if acc:
         pm = ["on" if d.persistence_mode else "off" for d in acc.devices]
         print(
@@ -54,7 +55,7 @@ def main() -> int:
         tuple(p.name for p in plan.packages), plan.services, (), plan.env_scripts
     )
     state = st.parse_state(sh(script).splitlines())
-    fm = hf.parse_fm_version(sh("nv-fabricmanager --version 2>/dev/null"))
+    fm = parse_fm_version(sh("nv-fabricmanager --version 2>/dev/null"))
     print(
         f"installed (dpkg): {state['installed'].packages or 'none of the plan'}; "
         f"holds: {sorted(state['installed'].holds) or 'none'}; container: {state['container']}"

@@ -7,7 +7,14 @@ import dataclasses
 import pytest
 from hostfixtures import output, raw
 
-from llmfleet import hostfacts as hf
+from llmfleet.hostfacts.devices import (
+    FabricManager,
+    parse_npu_smi_info,
+    parse_nvidia_smi_xml,
+    parse_topo_matrix,
+)
+from llmfleet.hostfacts.framing import split_sections
+from llmfleet.hostfacts.system import HostFacts, OsRelease, parse_basics
 from llmfleet.readiness import assess, profile_for
 
 VM = "h200x4-vm"
@@ -15,11 +22,11 @@ FP8 = "vllm-h200-fp8-text-dp-ep"
 
 
 @pytest.fixture
-def facts() -> hf.HostFacts:
+def facts() -> HostFacts:
     """The real h200x4-vm, with a df result (host.txt has none) of 900 GB free."""
-    f = hf.parse_basics(hf.split_sections(raw(VM, "host.txt")))
-    f.accelerators = hf.parse_nvidia_smi_xml(output(VM, "nvidia-smi-q-xml.txt"))
-    f.topology = hf.parse_topo_matrix(output(VM, "nvidia-smi-topo.txt"))
+    f = parse_basics(split_sections(raw(VM, "host.txt")))
+    f.accelerators = parse_nvidia_smi_xml(output(VM, "nvidia-smi-q-xml.txt"))
+    f.topology = parse_topo_matrix(output(VM, "nvidia-smi-topo.txt"))
     f.disk_free_gb = {"/": 900.0}
     return f
 
@@ -32,7 +39,7 @@ def _warnings(report):
     return {p.field: p for p in report.problems if p.severity == "warning"}
 
 
-def _eight(facts: hf.HostFacts, **changes) -> hf.HostFacts:
+def _eight(facts: HostFacts, **changes) -> HostFacts:
     """The same host as if it had 8 GPUs (a full HGX board), other fields replaced."""
     acc = facts.accelerators
     devices = acc.devices + tuple(dataclasses.replace(d, index=d.index + 4) for d in acc.devices)
@@ -117,26 +124,26 @@ def test_no_devices(catalog, facts) -> None:
 
 
 def test_unsupported_os(catalog, facts) -> None:
-    facts.os = hf.OsRelease("rocky", "9.4", "Rocky Linux 9.4 (Blue Onyx)")
+    facts.os = OsRelease("rocky", "9.4", "Rocky Linux 9.4 (Blue Onyx)")
     err = _errors(assess(catalog, "gpu1", _eight(facts), "h200"))["os"]
     assert err.message == "Rocky Linux 9.4 (Blue Onyx) (rocky 9.4) is not supported"
     assert err.fix == "reinstall with Debian 12, Ubuntu 22.04 or Ubuntu 24.04"
-    facts.os = hf.OsRelease("ubuntu", "20.04", "Ubuntu 20.04.6 LTS")
+    facts.os = OsRelease("ubuntu", "20.04", "Ubuntu 20.04.6 LTS")
     assert "os" in _errors(assess(catalog, "gpu1", facts, "h200"))
 
 
 def test_fabric_manager_version_mismatch(catalog, facts) -> None:
     f = _eight(facts)
-    f.fabric_manager = hf.FabricManager("active", "580.95.05")
+    f.fabric_manager = FabricManager("active", "580.95.05")
     err = _errors(assess(catalog, "gpu1", f, "h200"))["fabric manager"]
     assert err.message == "version 580.95.05 does not match driver 580.159.04"
     assert "nvidia-fabricmanager of exactly 580.159.04" in err.fix
-    f.fabric_manager = hf.FabricManager("active", "580.159.04")
+    f.fabric_manager = FabricManager("active", "580.159.04")
     r = assess(catalog, "gpu1", f, "h200")
     assert r.ok and {row.check: row.detail for row in r.rows}["fabric manager"] == (
         "580.159.04 active"
     )
-    f.fabric_manager = hf.FabricManager("failed", "580.159.04")
+    f.fabric_manager = FabricManager("failed", "580.159.04")
     err = _errors(assess(catalog, "gpu1", f, "h200"))["fabric manager"]
     assert err.message == "580.159.04 installed but failed"
 
@@ -169,10 +176,10 @@ def test_too_little_disk_for_the_weights(catalog, facts) -> None:
 
 def test_recipe_tuning_wishes_are_warnings(catalog) -> None:
     """The Ascend recipes ask for a governor and sysctls; a host without them gets warnings."""
-    npus = hf.parse_npu_smi_info(raw("atlas-a3-public", "npu-smi-info.txt"))
+    npus = parse_npu_smi_info(raw("atlas-a3-public", "npu-smi-info.txt"))
     sixteen = tuple(dataclasses.replace(npus.devices[0], index=i) for i in range(16))
-    f = hf.HostFacts(
-        os=hf.OsRelease("ubuntu", "22.04", "Ubuntu 22.04.5 LTS"),
+    f = HostFacts(
+        os=OsRelease("ubuntu", "22.04", "Ubuntu 22.04.5 LTS"),
         kernel="5.15.0-119-generic",
         cpufreq_governor="ondemand",
         sysctl={"vm.swappiness": "60", "kernel.numa_balancing": "1"},

@@ -11,19 +11,20 @@ import dataclasses
 import pytest
 from hostfixtures import output
 
-from llmfleet import hostfacts as hf
 from llmfleet import stacks as st
 from llmfleet.catalog import load
+from llmfleet.hostfacts.devices import parse_nvidia_smi_xml
+from llmfleet.hostfacts.system import Cpu, HostFacts, OsRelease
 from roles.stack import StackState
 
 CATALOG = load()
-DEBIAN = hf.OsRelease("debian", "12", "Debian GNU/Linux 12 (bookworm)")
-UBUNTU = hf.OsRelease("ubuntu", "24.04", "Ubuntu 24.04.3 LTS", "noble")
-FOCAL = hf.OsRelease("ubuntu", "20.04", "Ubuntu 20.04.6 LTS", "focal")
+DEBIAN = OsRelease("debian", "12", "Debian GNU/Linux 12 (bookworm)")
+UBUNTU = OsRelease("ubuntu", "24.04", "Ubuntu 24.04.3 LTS", "noble")
+FOCAL = OsRelease("ubuntu", "20.04", "Ubuntu 20.04.6 LTS", "focal")
 
 
-def facts(os_=UBUNTU, arch="x86_64") -> hf.HostFacts:
-    return hf.HostFacts(os=os_, cpu=hf.Cpu(arch, None, None, None, None, None, ()))
+def facts(os_=UBUNTU, arch="x86_64") -> HostFacts:
+    return HostFacts(os=os_, cpu=Cpu(arch, None, None, None, None, None, ()))
 
 
 def plan(vendor: str, hardware: str, os_=UBUNTU, arch="x86_64", runtime="venv", **data):
@@ -174,7 +175,7 @@ def test_unknown_stack_lists_the_known_ones() -> None:
 
 # --------------------------------------------------------------------------- verify
 
-H200 = hf.parse_nvidia_smi_xml(output("h200x4-vm", "nvidia-smi-q-xml.txt"))
+H200 = parse_nvidia_smi_xml(output("h200x4-vm", "nvidia-smi-q-xml.txt"))
 
 
 def healthy(p: st.StackPlan) -> st.Installed:

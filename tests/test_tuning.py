@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
-from llmfleet import hostfacts as hf
 from llmfleet import tuning as tn
+from llmfleet.hostfacts.framing import split_sections
+from llmfleet.hostfacts.tuning import TuningState, parse_tuning, tuning_commands
 from llmfleet.validate import plan_onboard
 
 BASE = tn.Wanted.merge()
@@ -15,7 +16,7 @@ DEBUGFS = "/sys/kernel/debug/sched/migration_cost_ns"
 ALL_RW = frozenset({"vm.swappiness", "kernel.numa_balancing", "kernel.sched_migration_cost_ns"})
 
 # Ubuntu 20.04 bare metal: the scheduler knob is still a sysctl, acpi-cpufreq governors.
-OLD = hf.TuningState(
+OLD = TuningState(
     kernel="5.4.0-150-generic",
     proc_sys_writable=True,
     sysctl={
@@ -30,7 +31,7 @@ OLD = hf.TuningState(
     cpufreq_writable=True,
 )
 # Ubuntu 24.04 bare metal: the knob lives in debugfs.
-NEW = hf.TuningState(
+NEW = TuningState(
     kernel="6.8.0-45-generic",
     proc_sys_writable=True,
     sysctl={"vm.swappiness": "60", "kernel.numa_balancing": "1"},
@@ -320,8 +321,8 @@ active
 
 
 def test_parse_tuning_fact_output() -> None:
-    state = hf.parse_tuning(hf.split_sections(FACT_OUTPUT))
-    assert state == hf.TuningState(
+    state = parse_tuning(split_sections(FACT_OUTPUT))
+    assert state == TuningState(
         kernel="6.8.0-45-generic",
         container=None,
         proc_sys_writable=True,
@@ -342,7 +343,7 @@ def test_parse_tuning_fact_output() -> None:
 
 def test_parse_tuning_of_a_bare_container() -> None:
     text = "=== $ kernel\n6.18.4\n=== $ container\nsystemd-nspawn\n=== $ unit\ninactive\n"
-    state = hf.parse_tuning(hf.split_sections(text))
+    state = parse_tuning(split_sections(text))
     assert state.container == "systemd-nspawn"
     assert (state.governors, state.sysctl, state.unit_present) == ((), {}, False)
     assert state.unit_active == "inactive"
@@ -350,7 +351,7 @@ def test_parse_tuning_of_a_bare_container() -> None:
 
 def test_tuning_commands_refuse_odd_keys() -> None:
     with pytest.raises(ValueError):
-        hf.tuning_commands(["vm.swappiness; rm -rf /"], tn.UNIT_NAME)
+        tuning_commands(["vm.swappiness; rm -rf /"], tn.UNIT_NAME)
 
 
 def test_onboarding_needs_hardware_not_a_recipe(catalog) -> None:

@@ -14,8 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmfleet import hostfacts as hf
 from llmfleet import tuning as tn
+from llmfleet.hostfacts.framing import split_sections
+from llmfleet.hostfacts.tuning import parse_tuning
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = {
@@ -77,7 +78,7 @@ def _installed(path: str, text: str, kind: str = "-") -> dict:
 
 
 def _tuned_files() -> dict:
-    plan = tn.plan_tuning("x", hf.parse_tuning(hf.split_sections(TUNED)), tn.Wanted.merge())
+    plan = tn.plan_tuning("x", parse_tuning(split_sections(TUNED)), tn.Wanted.merge())
     return {
         **_installed(tn.SYSCTL_CONF, plan.sysctl_conf),
         **_installed(tn.UNIT_FILE, tn.unit_text(plan)),

@@ -35,7 +35,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -486,8 +485,3 @@ def verify(hub_url: str, repo_id: str, revision: str, expected_sha: str) -> None
         missing = [f for f in tinymodel.FILES if not (got / f).is_file()]
         if missing:
             raise LabError(f"hub {hub_url}: {repo_id}@{revision} lacks {missing}")
-
-
-def remove_repo(mirrors_root: Path, repo_id: str = DEFAULT_REPO) -> None:
-    """Delete the model repo (it is cheap to rebuild)."""
-    shutil.rmtree(repo_path(mirrors_root, repo_id), ignore_errors=True)

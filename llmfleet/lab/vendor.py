@@ -39,7 +39,7 @@ from pathlib import Path
 
 from llmfleet import stacks as st
 from llmfleet.catalog import load
-from llmfleet.hostfacts import Cpu, HostFacts, OsRelease
+from llmfleet.hostfacts.system import Cpu, HostFacts, OsRelease
 
 from .state import LabError
 
