@@ -29,8 +29,27 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import apt, files, python, server, systemd
 
-from llmfleet import stacks as st
 from llmfleet.hostfacts.system import HostFacts
+from llmfleet.stacks.plan import (
+    INSTALLER_CACHE,
+    AptRepo,
+    Installer,
+    StackError,
+    StackPlan,
+    load_stack,
+    plan_stack,
+)
+from llmfleet.stacks.verify import (
+    REBOOT_POLICIES,
+    Installed,
+    env_script_paths,
+    missing_packages,
+    parse_state,
+    pending_installers,
+    reboot_decision,
+    state_command,
+    verify,
+)
 
 from . import summary
 from .hostfacts import AmdGpus, AscendNpus, FabricManager, HostBasics, NvidiaSmi
@@ -51,23 +70,23 @@ class StackState(FactBase):
         installed: tuple[tuple[str, str], ...],
         paths: tuple[str, ...],
     ) -> str:
-        return st.state_command(packages, services, installed, paths)
+        return state_command(packages, services, installed, paths)
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        return st.parse_state(output)
+        return parse_state(output)
 
 
-def _state(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> dict[str, Any]:
+def _state(plan: StackPlan, env_scripts: tuple[str, ...]) -> dict[str, Any]:
     return host.get_fact(
         StackState,
         packages=tuple(p.name for p in plan.packages),
         services=plan.services,
         installed=tuple((i.component, i.installed) for i in plan.installers),
-        paths=st.env_script_paths(plan, env_scripts),
+        paths=env_script_paths(plan, env_scripts),
     )
 
 
-def _update_command(repos: tuple[st.AptRepo, ...]) -> str:
+def _update_command(repos: tuple[AptRepo, ...]) -> str:
     """``apt-get update`` of our sources files only (other lists are kept)."""
     return " && ".join(
         "apt-get update -qq -o Dir::Etc::SourceParts=/nonexistent "
@@ -76,7 +95,7 @@ def _update_command(repos: tuple[st.AptRepo, ...]) -> str:
     )
 
 
-def _repos(plan: st.StackPlan) -> list:
+def _repos(plan: StackPlan) -> list:
     ops = []
     for repo in plan.repos:
         ops.append(
@@ -110,8 +129,8 @@ def _repos(plan: st.StackPlan) -> list:
     return ops
 
 
-def _installers(pending: list[st.Installer]) -> None:
-    files.directory(name="Installer cache", path=st.INSTALLER_CACHE, mode="700")
+def _installers(pending: list[Installer]) -> None:
+    files.directory(name="Installer cache", path=INSTALLER_CACHE, mode="700")
     for inst in pending:
         files.download(
             name=f"{inst.component}: download {inst.file} (sha256 pinned)",
@@ -131,11 +150,11 @@ def _installers(pending: list[st.Installer]) -> None:
 
 
 @deploy("Accelerator stack")
-def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: str) -> None:
+def accelerator_stack(plan: StackPlan, env_scripts: tuple[str, ...], reboot: str) -> None:
     before = _state(plan, env_scripts)
-    have: st.Installed = before["installed"]
-    missing = st.missing_packages(plan, have.packages)
-    pending = st.pending_installers(plan, have.installers)
+    have: Installed = before["installed"]
+    missing = missing_packages(plan, have.packages)
+    pending = pending_installers(plan, have.installers)
     repo_ops = _repos(plan)
     if plan.repos:
         server.shell(
@@ -198,24 +217,22 @@ def accelerator_stack(plan: st.StackPlan, env_scripts: tuple[str, ...], reboot: 
 
 
 def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
-    reboot, note = st.reboot_decision(kernel, container, policy)
+    reboot, note = reboot_decision(kernel, container, policy)
     if reboot:
         reboot_and_wait(name=f"Reboot: kernel module changed ({', '.join(kernel)})")
     return note
 
 
-def _check(
-    plan: st.StackPlan, env_scripts: tuple[str, ...], have: st.Installed
-) -> tuple[list[str], str]:
+def _check(plan: StackPlan, env_scripts: tuple[str, ...], have: Installed) -> tuple[list[str], str]:
     """The verify problems and the summary's verify text (one read of the devices)."""
     acc = host.get_fact(DEVICE_FACT[plan.stack])
     fm = host.get_fact(FabricManager).version if "nvidia-fabricmanager" in plan.services else None
-    problems = st.verify(plan, have, acc, fm, env_scripts)
+    problems = verify(plan, have, acc, fm, env_scripts)
     ok = f"ok: {acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "ok"
     return problems, "; ".join(problems) or ok
 
 
-def _verify(plan: st.StackPlan, env_scripts: tuple[str, ...]) -> None:
+def _verify(plan: StackPlan, env_scripts: tuple[str, ...]) -> None:
     problems, text = _check(plan, env_scripts, _state(plan, env_scripts)["installed"])
     summary.note_stack(host.name, {"verify": text})
     if problems:
@@ -236,21 +253,21 @@ def stack_from_data(plan: Any) -> None:
     runtime = (recipe.runtime or ("docker" if recipe.container else "venv")) if recipe else "venv"
     reboot = str(data.get("stack_reboot") or "auto")
     try:
-        if reboot not in st.REBOOT_POLICIES:
-            raise st.StackError(
-                f"{host.name}: stack_reboot must be one of {', '.join(st.REBOOT_POLICIES)}, "
+        if reboot not in REBOOT_POLICIES:
+            raise StackError(
+                f"{host.name}: stack_reboot must be one of {', '.join(REBOOT_POLICIES)}, "
                 f"not {reboot!r}"
             )
         facts: HostFacts = host.get_fact(HostBasics, path="/")
-        stack_plan = st.plan_stack(
+        stack_plan = plan_stack(
             host.name,
-            st.load_stack(vendor),
+            load_stack(vendor),
             facts,
             hardware=plan.hardware,
             runtime=runtime,
             data=data,
         )
-    except st.StackError as exc:
+    except StackError as exc:
         summary.note_stack(host.name, {"stack": vendor, "verify": str(exc)})
         fail_host(str(exc))
         return

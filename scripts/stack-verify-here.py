@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Read-only: what the nvidia stack's verify step says about THIS machine.
 
-Runs the stack role's own probe (``llmfleet.stacks.state_command``) and the
+Runs the stack role's own probe (``llmfleet.stacks.verify.state_command``) and the
 device parser on this machine's real ``nvidia-smi -q -x``, plans the nvidia
 stack for a hardware profile, and prints the plan and the verify problems.
 Needs only pyyaml (no pyinfra), so it runs on a GPU box as it is:
@@ -16,10 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmfleet import stacks as st  # noqa: E402
 from llmfleet.catalog import load  # noqa: E402
 from llmfleet.hostfacts.devices import parse_fm_version, parse_nvidia_smi_xml  # noqa: E402
 from llmfleet.hostfacts.system import Cpu, HostFacts, parse_os_release  # noqa: E402
+from llmfleet.stacks.plan import load_stack, plan_stack  # noqa: E402
+from llmfleet.stacks.verify import parse_state, state_command, verify  # noqa: E402
 
 
 def sh(command: str) -> str:
@@ -33,9 +34,9 @@ def main() -> int:
         os=parse_os_release(Path("/etc/os-release").read_text()),
         cpu=Cpu(platform.machine(), None, None, None, None, None, ()),
     )
-    plan = st.plan_stack(
+    plan = plan_stack(
         platform.node() or "here",
-        st.load_stack("nvidia"),
+        load_stack("nvidia"),
         facts,
         hardware=load().hw(hardware),
         data={"devices_per_host": devices},
@@ -51,16 +52,16 @@ def main() -> int:
             f"nvidia-smi: {acc.count} x {', '.join(acc.names)}, driver {acc.driver_version}, "
             f"CUDA {acc.cuda_version}, persistence {pm}"
         )
-    script = st.state_command(
+    script = state_command(
         tuple(p.name for p in plan.packages), plan.services, (), plan.env_scripts
     )
-    state = st.parse_state(sh(script).splitlines())
+    state = parse_state(sh(script).splitlines())
     fm = parse_fm_version(sh("nv-fabricmanager --version 2>/dev/null"))
     print(
         f"installed (dpkg): {state['installed'].packages or 'none of the plan'}; "
         f"holds: {sorted(state['installed'].holds) or 'none'}; container: {state['container']}"
     )
-    problems = st.verify(plan, state["installed"], acc, fm)
+    problems = verify(plan, state["installed"], acc, fm)
     print("verify:" if problems else "verify: ok")
     for problem in problems:
         print(f"  - {problem}")

@@ -1,4 +1,4 @@
-"""The accelerator stack planner and verifier (``llmfleet/stacks.py``), no hosts.
+"""The accelerator stack planner and verifier (``llmfleet/stacks/``), no hosts.
 
 Facts come from the recorded H200 VM (``tests/fixtures/hosts/h200x4-vm``) where
 a device listing is needed, so verify sees what a real nvidia-smi printed.
@@ -11,10 +11,18 @@ import dataclasses
 import pytest
 from hostfixtures import output
 
-from llmfleet import stacks as st
 from llmfleet.catalog import load
 from llmfleet.hostfacts.devices import parse_nvidia_smi_xml
 from llmfleet.hostfacts.system import Cpu, HostFacts, OsRelease
+from llmfleet.stacks.plan import StackError, StackPlan, installer_files, load_stack, plan_stack
+from llmfleet.stacks.verify import (
+    Installed,
+    parse_state,
+    pending_installers,
+    reboot_decision,
+    state_command,
+    verify,
+)
 from roles.stack import StackState
 
 CATALOG = load()
@@ -28,9 +36,9 @@ def facts(os_=UBUNTU, arch="x86_64") -> HostFacts:
 
 
 def plan(vendor: str, hardware: str, os_=UBUNTU, arch="x86_64", runtime="venv", **data):
-    return st.plan_stack(
+    return plan_stack(
         "gpu1",
-        st.load_stack(vendor),
+        load_stack(vendor),
         facts(os_, arch),
         hardware=CATALOG.hw(hardware),
         runtime=runtime,
@@ -40,11 +48,11 @@ def plan(vendor: str, hardware: str, os_=UBUNTU, arch="x86_64", runtime="venv", 
 
 CANN_DATA = {
     "cann_installer_url": "https://files.example.internal/ascend",
-    "cann_sha256": dict.fromkeys(st.installer_files(st.load_stack("cann"), "x86_64"), "a" * 64),
+    "cann_sha256": dict.fromkeys(installer_files(load_stack("cann"), "x86_64"), "a" * 64),
 }
 
 
-def names(p: st.StackPlan) -> list[str]:
+def names(p: StackPlan) -> list[str]:
     return [pkg.name for pkg in p.packages]
 
 
@@ -74,7 +82,7 @@ def test_gb200_uses_sbsa_and_imex_not_the_fabric_manager() -> None:
 
 def test_b200_adds_nvlsm_and_refuses_proprietary_modules() -> None:
     assert {"nvlsm", "libnvsdm-580"} <= set(names(plan("nvidia", "b200")))
-    with pytest.raises(st.StackError, match=r"gpu1: stack nvidia: nvidia_open_modules=false.*b200"):
+    with pytest.raises(StackError, match=r"gpu1: stack nvidia: nvidia_open_modules=false.*b200"):
         plan("nvidia", "b200", nvidia_open_modules=False)
     h100 = plan("nvidia", "h100", nvidia_open_modules="false")
     assert "cuda-drivers-580" in names(h100) and "nvidia-open-580" not in names(h100)
@@ -90,7 +98,7 @@ def test_a_590_driver_drops_the_branch_suffix_and_adds_the_pinning_package() -> 
         "datacenter-gpu-manager-4-cuda13=1:4.4.2-1",
     ]
     assert p.driver_version == "590.44.01"
-    with pytest.raises(st.StackError, match="nvidia_driver_version 'latest' is not like"):
+    with pytest.raises(StackError, match="nvidia_driver_version 'latest' is not like"):
         plan("nvidia", "h200", nvidia_driver_version="latest")
 
 
@@ -103,7 +111,7 @@ def test_docker_recipes_get_the_container_toolkit_repo_and_package() -> None:
 
 
 def test_unsupported_os_names_the_host_and_what_is_supported() -> None:
-    with pytest.raises(st.StackError) as err:
+    with pytest.raises(StackError) as err:
         plan("nvidia", "h200", os_=FOCAL)
     assert str(err.value) == (
         "gpu1: stack nvidia: no nvidia packages for Ubuntu 20.04.6 LTS (ubuntu2004); "
@@ -127,9 +135,9 @@ def test_rocm_on_debian_uses_the_jammy_repositories_pinned_above_the_distro() ->
     ]
     assert [pkg.spec for pkg in p.packages] == ["amdgpu-dkms", "rocm"]  # Debian: no extras
     assert p.groups == ("render", "video") and p.repos[0].origin_host == "repo.radeon.com"
-    noble = st.plan_stack(
+    noble = plan_stack(
         "gpu1",
-        st.load_stack("rocm"),
+        load_stack("rocm"),
         dataclasses.replace(facts(), kernel="6.8.0-45-generic"),
         hardware=CATALOG.hw("mi355x"),
     )
@@ -142,10 +150,10 @@ def test_rocm_on_debian_uses_the_jammy_repositories_pinned_above_the_distro() ->
 
 
 def test_cann_installers_need_a_url_and_a_pinned_checksum_for_every_file() -> None:
-    with pytest.raises(st.StackError, match="cann_installer_url is not set"):
+    with pytest.raises(StackError, match="cann_installer_url is not set"):
         plan("cann", "atlas-800i-a3")
     partial = {**CANN_DATA, "cann_sha256": {}}
-    with pytest.raises(st.StackError) as err:
+    with pytest.raises(StackError) as err:
         plan("cann", "atlas-800i-a3", **partial)
     assert "no sha256 pinned for Ascend-hdk-910c-npu-driver_25.2.0_linux-x86-64.run" in str(err)
     p = plan("cann", "atlas-800i-a3", **CANN_DATA)
@@ -162,15 +170,15 @@ def test_cann_installers_need_a_url_and_a_pinned_checksum_for_every_file() -> No
         "/usr/local/Ascend/ascend-toolkit/set_env.sh",
         "/usr/local/Ascend/nnal/atb/set_env.sh",
     )
-    arm = st.installer_files(st.load_stack("cann"), "aarch64")
+    arm = installer_files(load_stack("cann"), "aarch64")
     assert arm[0] == "Ascend-hdk-910c-npu-driver_25.2.0_linux-aarch64.run"
 
 
 def test_unknown_stack_lists_the_known_ones() -> None:
     with pytest.raises(
-        st.StackError, match=r"no accelerator stack 'tpu' \(known: cann, nvidia, rocm\)"
+        StackError, match=r"no accelerator stack 'tpu' \(known: cann, nvidia, rocm\)"
     ):
-        st.load_stack("tpu")
+        load_stack("tpu")
 
 
 # --------------------------------------------------------------------------- verify
@@ -178,8 +186,8 @@ def test_unknown_stack_lists_the_known_ones() -> None:
 H200 = parse_nvidia_smi_xml(output("h200x4-vm", "nvidia-smi-q-xml.txt"))
 
 
-def healthy(p: st.StackPlan) -> st.Installed:
-    return st.Installed(
+def healthy(p: StackPlan) -> Installed:
+    return Installed(
         packages={pkg.name: pkg.version or "1" for pkg in p.packages},
         holds=frozenset(p.holds),
         services=dict.fromkeys(p.services, "active"),
@@ -189,7 +197,7 @@ def healthy(p: st.StackPlan) -> st.Installed:
 
 def test_verify_passes_a_converged_4_gpu_vm() -> None:
     p = plan("nvidia", "h200", devices_per_host=4)
-    assert st.verify(p, healthy(p), H200, "580.159.04") == []
+    assert verify(p, healthy(p), H200, "580.159.04") == []
 
 
 def test_verify_names_every_problem_with_a_fix() -> None:
@@ -200,7 +208,7 @@ def test_verify_names_every_problem_with_a_fix() -> None:
         holds=frozenset(p.holds) - {"nvidia-open-580"},
         services={**healthy(p).services, "nvidia-fabricmanager": "failed"},
     )
-    assert st.verify(p, drifted, H200, "580.95.05") == [
+    assert verify(p, drifted, H200, "580.95.05") == [
         "package nvidia-fabricmanager-580=580.159.04-1: installed 580.95.05-1",
         "package nvidia-open-580: not held (apt-mark hold nvidia-open-580)",
         "service nvidia-fabricmanager: failed (journalctl -u nvidia-fabricmanager)",
@@ -214,7 +222,7 @@ def test_verify_wants_persistence_mode_and_the_pinned_driver_running() -> None:
     gpus = list(H200.devices)
     gpus[2] = dataclasses.replace(gpus[2], persistence_mode=False)
     old = dataclasses.replace(H200, devices=tuple(gpus), driver_version="570.172.08")
-    assert st.verify(p, healthy(p), old, "580.159.04") == [
+    assert verify(p, healthy(p), old, "580.159.04") == [
         "driver: running 570.172.08, pinned 580.159.04 (reboot to load the new driver)",
         "persistence mode: off on GPU 2 (nvidia-persistenced running?)",
     ]
@@ -223,24 +231,24 @@ def test_verify_wants_persistence_mode_and_the_pinned_driver_running() -> None:
 def test_verify_without_devices_says_to_reboot_and_env_scripts_are_checked() -> None:
     p = plan("cann", "atlas-800i-a3", **CANN_DATA)
     have = dataclasses.replace(healthy(p), files=frozenset())
-    problems = st.verify(p, have, None, env_scripts=("/usr/local/Ascend/cann/set_env.sh",))
+    problems = verify(p, have, None, env_scripts=("/usr/local/Ascend/cann/set_env.sh",))
     assert problems[-1] == "devices: npu-smi lists none (driver not loaded? reboot after it)"
     assert sum("env script" in line for line in problems) == 3
-    assert len(st.pending_installers(p, {"toolkit": "Version=8.2.RC1"})) == 5
-    assert [i.component for i in st.pending_installers(p, {"toolkit": "Version=8.3.RC1"})] == [
+    assert len(pending_installers(p, {"toolkit": "Version=8.2.RC1"})) == 5
+    assert [i.component for i in pending_installers(p, {"toolkit": "Version=8.3.RC1"})] == [
         "driver", "firmware", "kernels", "nnal",
     ]  # fmt: skip
 
 
 def test_reboot_only_when_a_kernel_module_changed_on_a_real_host() -> None:
-    assert st.reboot_decision([], None, "auto") == (False, "not needed")
-    assert st.reboot_decision(["nvidia-open-580"], None, "auto") == (
+    assert reboot_decision([], None, "auto") == (False, "not needed")
+    assert reboot_decision(["nvidia-open-580"], None, "auto") == (
         True,
         "reboot for nvidia-open-580",
     )
-    assert st.reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "auto")[0] is False
-    assert "stack_reboot=never" in st.reboot_decision(["amdgpu-dkms"], None, "never")[1]
-    assert st.reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "always")[0] is True
+    assert reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "auto")[0] is False
+    assert "stack_reboot=never" in reboot_decision(["amdgpu-dkms"], None, "never")[1]
+    assert reboot_decision(["amdgpu-dkms"], "systemd-nspawn", "always")[0] is True
 
 
 def test_stack_state_fact_reads_held_packages_units_and_files() -> None:
@@ -261,7 +269,7 @@ def test_stack_state_fact_reads_held_packages_units_and_files() -> None:
     ]
     got = StackState().process(text)
     assert got["container"] is None
-    assert got["installed"] == st.Installed(
+    assert got["installed"] == Installed(
         packages={"nvidia-open-580": "580.159.04-1"},
         holds=frozenset({"nvidia-open-580"}),
         services={"nvidia-dcgm": "inactive"},
@@ -277,14 +285,14 @@ def test_state_command_runs_in_a_shell_and_parses_back(tmp_path) -> None:
 
     version_file = tmp_path / "version.info"
     version_file.write_text("Version=8.3.RC1\n")
-    script = st.state_command(
+    script = state_command(
         ("dpkg", "llmfleet-no-such-package"),
         (),
         (("toolkit", str(version_file)),),
         (str(version_file), str(tmp_path / "absent.sh")),
     )
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
-    got = st.parse_state(out.stdout.splitlines())["installed"]
+    got = parse_state(out.stdout.splitlines())["installed"]
     dpkg = subprocess.run(
         ["dpkg-query", "-W", "-f", "${Version}", "dpkg"], capture_output=True, text=True
     ).stdout

@@ -37,9 +37,18 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from llmfleet import stacks as st
 from llmfleet.catalog import load
 from llmfleet.hostfacts.system import Cpu, HostFacts, OsRelease
+from llmfleet.stacks.plan import (
+    STACKS_DIR,
+    AptRepo,
+    Installer,
+    Package,
+    StackPlan,
+    installer_files,
+    load_stack,
+    plan_stack,
+)
 
 from .state import LabError
 
@@ -319,25 +328,23 @@ def _local(url: str, vendor_root: Path) -> Path:
     return vendor_root / url[len(PLACEHOLDER) + 1 :]
 
 
-def _plans() -> dict[str, st.StackPlan]:
+def _plans() -> dict[str, StackPlan]:
     """The plans the stand-ins are built from.  The installer checksums are what the
     build makes, so the plans get placeholders (only the file names matter here)."""
     catalog = load()
-    names = st.installer_files(st.load_stack("cann"), LAB_FACTS.cpu.arch)
+    names = installer_files(load_stack("cann"), LAB_FACTS.cpu.arch)
     data = {
         "vendor_mirrors": mirrors(PLACEHOLDER),
         "cann_installer_url": f"{PLACEHOLDER}/{ASCEND_DIR}",
         "cann_sha256": dict.fromkeys(names, "0" * 64),
     }
     return {
-        vendor: st.plan_stack(
-            "lab", st.load_stack(vendor), LAB_FACTS, hardware=catalog.hw(hw), data=data
-        )
+        vendor: plan_stack("lab", load_stack(vendor), LAB_FACTS, hardware=catalog.hw(hw), data=data)
         for vendor, hw in LAB_HARDWARE.items()
     }
 
 
-def _build_repo(repo: st.AptRepo, packages: list[st.Package], vendor_root: Path, signer) -> None:
+def _build_repo(repo: AptRepo, packages: list[Package], vendor_root: Path, signer) -> None:
     top = _local(repo.uri.rstrip("/"), vendor_root)
     if repo.suite == "/":  # a flat repo (CUDA): everything in one directory
         debs = [build_deb(top, p.name, p.version or "1.0-1") for p in packages]
@@ -367,7 +374,7 @@ _ROCM_VERSIONS = {"amdgpu-dkms": "1:6.12.12.60401-2164967.22.04", "rocm": "6.4.1
 _REPO_OF = {"amdgpu-dkms": "amdgpu", "rocm": "rocm"}
 
 
-def _installer_script(inst: st.Installer) -> str:
+def _installer_script(inst: Installer) -> str:
     """A .run stand-in: checks its arguments like the real one, then writes the
     files the stack role and the engines look for, its version file last."""
     root = "/usr/local/Ascend"
@@ -420,9 +427,7 @@ def _installer_script(inst: st.Installer) -> str:
 
 def _stamp() -> str:
     h = hashlib.sha256()
-    for path in sorted(
-        [Path(__file__), *st.STACKS_DIR.glob("*.yaml"), *FIXTURES.rglob("*")], key=str
-    ):
+    for path in sorted([Path(__file__), *STACKS_DIR.glob("*.yaml"), *FIXTURES.rglob("*")], key=str):
         if path.is_file():
             h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
