@@ -10,11 +10,7 @@ from llmfleet.hostfacts.devices import (
     parse_fabric_manager,
     parse_fm_version,
     parse_npu_smi_info,
-    parse_nvidia_smi_banner,
-    parse_nvidia_smi_list,
-    parse_nvidia_smi_query,
     parse_nvidia_smi_xml,
-    parse_nvlink_status,
     parse_rocm_smi_productname,
     parse_systemctl_is_active,
     parse_topo_matrix,
@@ -65,27 +61,6 @@ def test_nvidia_smi_xml_with_transcript_framing_and_garbage() -> None:
     assert parse_nvidia_smi_xml(raw(VM, "nvidia-smi-q-xml.txt")).count == 4
     assert parse_nvidia_smi_xml("") is None
     assert parse_nvidia_smi_xml("bash: nvidia-smi: command not found") is None
-
-
-def test_nvidia_smi_query_csv() -> None:
-    gpus = parse_nvidia_smi_query(output(VM, "nvidia-smi-query.txt"))
-    assert [g.index for g in gpus] == [0, 1, 2, 3]
-    assert [g.uuid for g in gpus] == UUIDS and [g.bus_id for g in gpus] == BUS_IDS
-    assert {g.name for g in gpus} == {"NVIDIA H200"} and {g.memory_mib for g in gpus} == {143771}
-    assert gpus[0].extra == {"driver_version": "580.159.04", "compute_cap": "9.0"}
-
-
-def test_nvidia_smi_list_and_banner() -> None:
-    listed = parse_nvidia_smi_list(output(VM, "nvidia-smi-L.txt"))
-    assert listed == [(i, "NVIDIA H200", u) for i, u in enumerate(UUIDS)]
-    banner = parse_nvidia_smi_banner(output(VM, "nvidia-smi.txt"))
-    assert banner == {"driver_version": "580.159.04", "cuda_version": "13.0"}
-
-
-def test_nvlink_status() -> None:
-    links = parse_nvlink_status(output(VM, "nvidia-smi-nvlink.txt"))
-    assert sorted(links) == [0, 1, 2, 3]
-    assert all(len(v) == 18 and set(v) == {26.562} for v in links.values())
 
 
 def test_topology_matrix_with_ansi_header() -> None:

@@ -1,6 +1,5 @@
-"""Accelerators as their vendor tools report them: nvidia-smi (XML, CSV query,
-``-L``, banner, NVLink status, topology matrix), amd-smi/rocm-smi, npu-smi and the
-NVIDIA fabric manager."""
+"""Accelerators as their vendor tools report them: nvidia-smi (``-q -x`` and the
+topology matrix), amd-smi/rocm-smi, npu-smi and the NVIDIA fabric manager."""
 
 from __future__ import annotations
 
@@ -105,70 +104,6 @@ def parse_nvidia_smi_xml(text: str) -> Accelerators | None:
         driver_version=_text(root, "driver_version"),
         cuda_version=_text(root, "cuda_version"),
     )
-
-
-def parse_nvidia_smi_query(text: str) -> list[Device]:
-    """``nvidia-smi --query-gpu=...,memory.total,... --format=csv`` with its header."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("$ ", "[rc="))]
-    if not lines or "," not in lines[0]:
-        return []
-    header = [h.strip().split(" [")[0] for h in lines[0].split(",")]
-    devices = []
-    for line in lines[1:]:
-        row = dict(zip(header, (c.strip() for c in line.split(",")), strict=False))
-        if not row.get("index", "").isdigit():
-            continue
-        devices.append(
-            Device(
-                vendor="nvidia",
-                index=int(row["index"]),
-                name=row.get("name", "unknown"),
-                memory_mib=_mib(row.get("memory.total")),
-                uuid=row.get("uuid"),
-                bus_id=row.get("pci.bus_id"),
-                extra={k: row[k] for k in ("driver_version", "compute_cap") if k in row},
-            )
-        )
-    return devices
-
-
-_LIST_LINE = re.compile(r"^GPU (\d+): (.+?) \(UUID: (GPU-[0-9a-f-]+)\)$")
-
-
-def parse_nvidia_smi_list(text: str) -> list[tuple[int, str, str]]:
-    """``nvidia-smi -L``: ``[(index, name, uuid)]``."""
-    out = []
-    for line in text.splitlines():
-        m = _LIST_LINE.match(line.strip())
-        if m:
-            out.append((int(m.group(1)), m.group(2), m.group(3)))
-    return out
-
-
-def parse_nvidia_smi_banner(text: str) -> dict[str, str]:
-    """Plain ``nvidia-smi``: driver and CUDA versions from its header box."""
-    out = {}
-    for key, label in (("driver_version", "Driver Version"), ("cuda_version", "CUDA Version")):
-        m = re.search(rf"{label}:\s*([0-9.]+)", text)
-        if m:
-            out[key] = m.group(1)
-    return out
-
-
-def parse_nvlink_status(text: str) -> dict[int, list[float]]:
-    """``nvidia-smi nvlink -s``: per GPU index, the speed of each active link in GB/s."""
-    out: dict[int, list[float]] = {}
-    gpu = None
-    for line in text.splitlines():
-        m = re.match(r"^GPU (\d+):", line)
-        if m:
-            gpu = int(m.group(1))
-            out[gpu] = []
-            continue
-        m = re.match(r"^\s*Link \d+: ([0-9.]+) GB/s", line)
-        if m and gpu is not None:
-            out[gpu].append(float(m.group(1)))
-    return out
 
 
 # --------------------------------------------------------------------------- topology

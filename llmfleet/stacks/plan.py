@@ -16,7 +16,7 @@ anything is touched, naming the host and the setting.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,6 @@ class StackPlan:
     groups: tuple[str, ...] = ()
     env_scripts: tuple[str, ...] = ()
     expected_devices: int = 0
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def holds(self) -> tuple[str, ...]:
