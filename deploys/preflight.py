@@ -7,7 +7,10 @@ Per host: gathers facts (OS, kernel, CPU/NUMA, cpufreq, scheduler knobs, free
 disk at ``hf_home``, GPUs/NPUs through nvidia-smi, amd-smi/rocm-smi or
 npu-smi, NVLink topology, fabric manager), prints a readiness table and the
 hardware profile and recipes that fit what was found, and fails the host
-(changing nothing on it) when it does not match its inventory entry.
+(changing nothing on it) when it does not match its inventory entry.  A host
+without ``hardware`` is probed all the same and fails with the profile its
+devices match as the fix ("no hardware set; the devices match profile h200
+(8 x NVIDIA H200): set hardware=h200").
 """
 
 from pyinfra import host
@@ -15,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmfleet.catalog import load
+from llmfleet.errors import Problem
 from llmfleet.hostfacts.system import HostFacts
 from llmfleet.readiness import DEFAULT_HF_HOME, Readiness, assess
 from roles.hostfacts import (
@@ -70,7 +74,12 @@ def preflight() -> None:
     show(report, hardware, recipe)
     errors = [p for p in report.problems if p.severity == "error"]
     if errors:
-        fail_host("preflight: " + "; ".join(f"{p.field}: {p.message}" for p in errors))
+        fail_host("preflight: " + "; ".join(_with_fix(p) for p in errors))
+
+
+def _with_fix(problem: Problem) -> str:
+    text = f"{problem.field}: {problem.message}"
+    return f"{text}: {problem.fix}" if problem.fix else text
 
 
 preflight()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog, CatalogError, Hardware
 from .errors import Problem
-from .hostfacts.devices import DEVICE_TOOLS
+from .hostfacts.devices import DEVICE_TOOLS, Accelerators
 from .hostfacts.system import SCHED_DEBUGFS, HostFacts, kernel_at_least
 from .validate import plan_host
 
@@ -66,6 +66,50 @@ def profile_for(catalog: Catalog, device_name: str) -> str | None:
     return best[1] if best else None
 
 
+def detect(catalog: Catalog, acc: Accelerators | None) -> str | None:
+    """The one hardware profile all the devices match; None for no devices, no match,
+    or devices of several profiles."""
+    if acc is None or not acc.count:
+        return None
+    found = {profile_for(catalog, name) for name in acc.names}
+    return found.pop() if len(found) == 1 else None
+
+
+def _found(acc: Accelerators) -> str:
+    return f"{acc.count} x {' + '.join(acc.names)}"
+
+
+def _undeclared(r: Readiness, catalog: Catalog, facts: HostFacts) -> None:
+    """No hardware in the inventory: the devices found name the profile to set."""
+    acc = facts.accelerators
+    if acc is None or not acc.count:
+        cpu = [hw.id for hw in catalog.hardware.values() if hw.vendor == "none"]
+        r._add(
+            "hardware",
+            "fail",
+            f"no hardware set, and no devices found ({', '.join(DEVICE_TOOLS.values())} "
+            "missing or listed none)",
+            "install the accelerator driver (reboot after it)"
+            + "".join(f", or set hardware={c} for a host without accelerators" for c in cpu),
+        )
+        return
+    r.detected = detect(catalog, acc)
+    if r.detected:
+        r._add(
+            "hardware",
+            "fail",
+            f"no hardware set; the devices match profile {r.detected} ({_found(acc)})",
+            f"set hardware={r.detected}",
+        )
+    else:
+        r._add(
+            "hardware",
+            "fail",
+            f"no hardware set, and the devices ({_found(acc)}) match no single profile",
+            "set hardware to the profile of this machine (files/hardware/)",
+        )
+
+
 def _os(r: Readiness, facts: HostFacts) -> None:
     os_ = facts.os
     if os_ is None:
@@ -98,10 +142,8 @@ def _devices(r: Readiness, catalog: Catalog, facts: HostFacts, hw: Hardware) -> 
             "install the driver (reboot after it) or check that this is the right host",
         )
         return
-    names = acc.names
-    detected = {profile_for(catalog, n) for n in names}
-    r.detected = detected.pop() if len(detected) == 1 else None
-    found = f"{acc.count} x {' + '.join(names)}"
+    r.detected = detect(catalog, acc)
+    found = _found(acc)
     if r.detected != hw.id:
         what = f"profile {r.detected}" if r.detected else "no known profile"
         r._add(
@@ -308,17 +350,17 @@ def assess(
                 + (f", {facts.memory_gb:.0f} GB RAM" if facts.memory_gb else ""),
             )
         )
-    if not hardware:
-        r._add("hardware", "fail", "no hardware profile set", "set hardware in the inventory")
-        return r
     try:
-        hw = catalog.hw(hardware)
+        hw = catalog.hw(hardware) if hardware else None
         rec = catalog.recipe(recipe) if recipe else None
     except CatalogError as exc:
         r._add("recipe" if "recipe" in str(exc) else "hardware", "fail", str(exc))
         return r
-    _devices(r, catalog, facts, hw)
-    _fabric(r, facts, hw)
+    if hw is None:  # the host checks still run, and the devices name the profile to set
+        _undeclared(r, catalog, facts)
+    else:
+        _devices(r, catalog, facts, hw)
+        _fabric(r, facts, hw)
     _tuning(r, facts, rec.cpu_governor if rec else None, dict(rec.sysctl) if rec else {})
     _disk(r, catalog, facts, rec.model["repo"] if rec else None, hf_home)
     _fitting(r, catalog, facts)

@@ -204,5 +204,24 @@ def test_cpu_profile_needs_no_devices(catalog, facts) -> None:
 def test_unknown_profile_and_no_profile(catalog, facts) -> None:
     err = _errors(assess(catalog, "gpu1", facts, "h300"))["hardware"]
     assert "unknown hardware profile 'h300'" in err.message
+
+
+def test_no_hardware_names_the_profile_the_devices_match(catalog, facts) -> None:
+    r = assess(catalog, "gpu1", facts, None)
+    (err,) = _errors(r).values()
+    assert err.field == "hardware"
+    assert err.message == "no hardware set; the devices match profile h200 (4 x NVIDIA H200)"
+    assert err.fix == "set hardware=h200"
+    assert r.detected == "h200"
+    # the host checks still ran
+    assert {"os", "cpu", "cpufreq", "disk"} <= {row.check for row in r.rows}
+
+
+def test_no_hardware_and_no_devices(catalog, facts) -> None:
+    facts.accelerators = None
     err = _errors(assess(catalog, "gpu1", facts, None))["hardware"]
-    assert err.message == "no hardware profile set"
+    assert err.message == (
+        "no hardware set, and no devices found (nvidia-smi, amd-smi/rocm-smi, npu-smi "
+        "missing or listed none)"
+    )
+    assert err.fix.endswith("or set hardware=cpu for a host without accelerators")

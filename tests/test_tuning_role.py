@@ -2,23 +2,20 @@
 
 Canned fact output stands in for hosts: a bare 6.8 machine, the same machine
 tuned (a re-run must change nothing), one whose swappiness drifted, a
-container, and a VM in strict mode.  pyinfra runs in a fresh process (its
-CLI patches the interpreter with gevent).
+container, and a VM in strict mode (``fakehosts.py`` runs pyinfra).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from fakehosts import outcome, run_deploy
 
 from llmfleet import tuning as tn
 from llmfleet.hostfacts.framing import split_sections
 from llmfleet.hostfacts.tuning import parse_tuning
 
-ROOT = Path(__file__).resolve().parent.parent
 OPS = {
     "conf": f"Host tuning | sysctls in {tn.SYSCTL_CONF}",
     "no conf": f"Host tuning | No {tn.SYSCTL_CONF}",
@@ -91,50 +88,22 @@ def _tuned_files() -> dict:
 
 def _run(tmp_path: Path, hosts: dict[str, tuple[str, dict, dict]]) -> dict:
     """Run the onboard deploy on fake hosts ``{name: (fact text, extra responses, data)}``."""
-    entries = []
-    for name, (fact, extra, data) in hosts.items():
-        responses = {"=== $ sysctl": fact.splitlines(), "; exit 1": {"success": False}, **extra}
-        entries.append(
-            (
-                f"@fake/{name}",
-                {
-                    "fake_delay": 0,
-                    "fake_delay_jitter": 0,
-                    "fake_responses": responses,
-                    "accelerator_stack": "none",  # the stack role has its own tests
-                    **data,
-                },
+    return run_deploy(
+        tmp_path,
+        "deploys/onboard.py",
+        {
+            # the stack role has its own tests
+            name: (
+                {"=== $ sysctl": fact.splitlines(), **extra},
+                {"accelerator_stack": "none", **data},
             )
-        )
-    inventory = tmp_path / "inventory.py"
-    inventory.write_text(f"hosts = {entries!r}\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", str(inventory), "deploys/onboard.py", "-y", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+            for name, (fact, extra, data) in hosts.items()
+        },
     )
-    start = proc.stdout.find("{")
-    assert start >= 0, proc.stdout + proc.stderr
-    result, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])
-    result["stdout"] = proc.stdout
-    return result
 
 
 def _outcome(result: dict, host: str) -> dict[str, str]:
-    """op key -> changed | no change | error, for the ops that ran on ``host``."""
-    names = {v: k for k, v in OPS.items()}
-    out = {}
-    for op in result["results"]["operations"]:
-        key = names.get(op["name"], op["name"])
-        if host in op["error"]:
-            out[key] = "error"
-        elif host in op["no_change"]:
-            out[key] = "no change"
-        elif host in op["success"]:
-            out[key] = "changed"
-    return out
+    return outcome(result, host, {v: k for k, v in OPS.items()})
 
 
 def test_first_run_second_run_and_drift(tmp_path: Path) -> None:
