@@ -24,19 +24,20 @@ from pyinfra import host
 
 from roles import summary
 from roles.plan import OnboardPlan, onboarding
+from roles.run import record
 from roles.stack import stack_from_data
-from roles.tuning import host_tuning_from_data
+from roles.tuning import host_tuning_from_settings
 
 
 def onboard(plan: OnboardPlan) -> None:
     rendered = plan.rendered
-    summary.note(host.name, recipe=plan.recipe.id if plan.recipe else "-")
+    record(host.name).recipe = plan.recipe.id if plan.recipe else "-"
     stack_from_data(plan)
-    host_tuning_from_data(
+    host_tuning_from_settings(
         plan.recipe.id if plan.recipe else None,
         rendered.sysctl if rendered else None,
         rendered.cpu_governor if rendered else None,
-        plan.data,
+        plan.settings,
     )
 
 

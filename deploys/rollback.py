@@ -14,54 +14,50 @@ from pyinfra import host
 from pyinfra.facts.files import File
 from pyinfra.operations import python, server
 
+from llmfleet.hostpaths import ENV_MARKER
+from llmfleet.settings import Settings
 from roles import summary
-from roles.health import gate
-from roles.plan import fail_host
-from roles.pyenvs import MARKER as ENV_MARKER
-from roles.release import Releases, activate_commands, find, promote
+from roles.health import Target, gate
+from roles.plan import fail_host, settings_only
+from roles.release import Releases, activate_commands, promote
+from roles.run import record
 
 
-def rollback() -> None:
+def rollback(s: Settings) -> None:
     state = host.get_fact(Releases)
-    target, why = find(state, host.data.get("release"))
+    target, why = state.find(s.release)
     if target is None:
         fail_host(f"{host.name}: release: {why}")
         return
-    manifest = state["releases"][target]
-    summary.note(
-        host.name,
-        recipe=manifest.get("recipe", "-"),
-        release=target,
-        model=f"{manifest['model']['repo']}@{manifest['model']['commit'][:12]}",
-    )
-    current = state["current"]
+    manifest = state.releases[target]
+    rec = record(host.name)
+    rec.recipe, rec.release, rec.model = manifest.recipe, target, manifest.model
+    current = state.current
     if current == target:
         print(f"    [{host.name}] already on release {target}: nothing to do")
         return
-    venv = manifest["engine"].get("venv")
-    if manifest["engine"].get("runtime") == "venv" and not host.get_fact(
-        File, path=f"{venv}/{ENV_MARKER}"
-    ):
+    venv = manifest.venv
+    if manifest.runtime == "venv" and not host.get_fact(File, path=f"{venv}/{ENV_MARKER}"):
         fail_host(
             f"{host.name}: release {target}: its engine venv {venv} is gone "
             "(fix: deploy that configuration again with deploys/serve.py)"
         )
         return
-    cur = state["releases"].get(current) if current else None
+    cur = state.releases.get(current) if current else None
     server.shell(
         name=f"Switch to release {target}", commands=[" && ".join(activate_commands(target))]
     )
     python.call(
         name="Wait until serving (health, models, one completion)",
         function=gate,
-        port=manifest["port"],
-        model=manifest["served_name"],
-        timeout=int(host.data.get("health_timeout") or 900),
-        revert={"id": current, "port": cur["port"], "model": cur["served_name"]} if cur else None,
-        release=target,
+        target=Target.of(manifest),
+        timeout=s.health_timeout,
+        revert=Target.of(cur) if cur else None,
     )
-    promote(target, int(host.data.get("release_keep") or 5), current)
+    promote(target, s.release_keep, current)
 
 
 summary.register("llmfleet rollback")
-rollback()
+_settings = settings_only()
+if _settings is not None:
+    rollback(_settings)

@@ -5,9 +5,12 @@ seed's recipe for each hardware) live in inventories/group_data/<hardware>.py.
 
 import sys
 
-from llmfleet.lambda_cloud import load
+from llmfleet.lambda_cloud import InventoryError, load
 
-_groups, _skipped = load()
+try:
+    _groups, _skipped = load()
+except InventoryError as exc:  # a message, not a traceback
+    sys.exit(f"inventories/lambda.py: {exc}")
 for _line in _skipped:
     print(f"lambda inventory: skipped {_line}", file=sys.stderr)
 

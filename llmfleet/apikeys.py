@@ -1,9 +1,11 @@
 """Endpoint API keys: generated once per host on the control node, kept 0600.
 
-The key reaches the host only inside the 0600 environment file, as
-``VLLM_API_KEY`` (vLLM reads it from the environment, so it is never in argv
-or ``ps``).  SGLang takes its key only as ``--api-key`` on the command line,
-where every local user could read it; we refuse that rather than leak it.
+The key reaches the host only inside the 0600 environment file, in the
+variable the engine record names (``api_key_env`` in ``files/engines/``:
+``VLLM_API_KEY`` for vLLM, which reads it from the environment, so it is never
+in argv or ``ps``).  An engine that takes its key only on the command line
+(SGLang's ``--api-key``), where every local user could read it, has no
+``api_key_env``: we refuse that rather than leak it.
 """
 
 from __future__ import annotations
@@ -15,25 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LlmfleetError
+from .settings import Settings
 
 
 def secrets_dir() -> Path:
     return Path(os.environ.get("LLMFLEET_SECRETS_DIR", Path.home() / ".config/llmfleet/secrets"))
 
 
-def api_key_for(host_name: str, data: dict[str, Any], engine: str) -> str | None:
+def api_key_for(host_name: str, s: Settings, engine: dict[str, Any]) -> str | None:
     """The host's endpoint key, or None when the inventory asks for none.
 
     ``api_key_file: PATH`` uses a key the site manages; ``api_key: true``
     generates one the first time and reuses it on every later run.
     """
-    wanted = str(data.get("api_key", "")).lower() in ("1", "true", "yes")
-    path = data.get("api_key_file")
-    if not wanted and not path:
+    path = s.api_key_file
+    if not s.api_key and not path:
         return None
-    if engine != "vllm":
+    if not engine.get("api_key_env"):
         raise LlmfleetError(
-            f"{host_name}: api_key: {engine} takes its key only in argv, "
+            f"{host_name}: api_key: {engine['id']} takes its key only in argv, "
             "where any local user can read it (fix: put the endpoint behind a "
             "gateway that checks keys, or use a vLLM recipe)"
         )

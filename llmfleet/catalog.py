@@ -21,8 +21,8 @@ from .errors import LlmfleetError
 from .paths import files_dir
 
 WORKLOADS = {"throughput", "latency", "multimodal", "long-context", "prefix-cache"}
-VENDORS = {"nvidia", "rocm", "cann", "none"}
-ENGINES = {"vllm", "sglang"}
+# hardware with no accelerator stack (the lab's cpu profile)
+NO_VENDOR = "none"
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _resolve(rid: str, raw: dict[str, dict[str, Any]], seen: tuple[str, ...] = (
 _RECIPE_KEYS = set(Recipe.__dataclass_fields__) | {"extends", "abstract"}
 
 
-def _to_recipe(doc: dict[str, Any]) -> Recipe:
+def _to_recipe(doc: dict[str, Any], engines: dict[str, dict[str, Any]]) -> Recipe:
     rid = doc["id"]
     unknown = set(doc) - _RECIPE_KEYS
     if unknown:
@@ -144,8 +144,10 @@ def _to_recipe(doc: dict[str, Any]) -> Recipe:
     ]
     if missing:
         raise CatalogError(f"recipe {rid}: missing {', '.join(missing)}")
-    if doc["engine"] not in ENGINES:
-        raise CatalogError(f"recipe {rid}: engine {doc['engine']!r} not in {sorted(ENGINES)}")
+    if doc["engine"] not in engines:
+        raise CatalogError(
+            f"recipe {rid}: engine {doc['engine']!r} not in {sorted(engines)} (files/engines/)"
+        )
     bad = set(doc.get("workload", [])) - WORKLOADS
     if bad:
         raise CatalogError(f"recipe {rid}: unknown workload {sorted(bad)}; use {sorted(WORKLOADS)}")
@@ -180,10 +182,15 @@ class Catalog:
 
     def __init__(self, root: Path | None = None):
         self.root = root or files_dir()
+        # one file per engine and per vendor stack: a new one is a data file
+        self.engines: dict[str, dict[str, Any]] = _load_yaml_dir(self.root / "engines")
+        self.vendors: set[str] = set(_load_yaml_dir(self.root / "stacks")) | {NO_VENDOR}
         raw = _load_yaml_dir(self.root / "recipes")
         resolved = {rid: _resolve(rid, raw) for rid in raw}
         self.recipes: dict[str, Recipe] = {
-            rid: _to_recipe(doc) for rid, doc in resolved.items() if not doc.get("abstract")
+            rid: _to_recipe(doc, self.engines)
+            for rid, doc in resolved.items()
+            if not doc.get("abstract")
         }
         self.hardware: dict[str, Hardware] = {
             hid: Hardware(
@@ -194,9 +201,6 @@ class Catalog:
         self.overlays: dict[str, Overlay] = {
             oid: Overlay(**doc) for oid, doc in _load_yaml_dir(self.root / "overlays").items()
         }
-        self.engines: dict[str, dict[str, Any]] = yaml.safe_load(
-            (self.root / "engines.yaml").read_text()
-        )
         self.models: dict[str, dict[str, Any]] = yaml.safe_load(
             (self.root / "models.yaml").read_text()
         )
@@ -207,8 +211,11 @@ class Catalog:
             if r.hardware not in self.hardware:
                 raise CatalogError(f"recipe {r.id}: unknown hardware {r.hardware!r}")
         for h in self.hardware.values():
-            if h.vendor not in VENDORS:
-                raise CatalogError(f"hardware {h.id}: vendor {h.vendor!r} not in {sorted(VENDORS)}")
+            if h.vendor not in self.vendors:
+                raise CatalogError(
+                    f"hardware {h.id}: vendor {h.vendor!r} not in {sorted(self.vendors)} "
+                    "(files/stacks/)"
+                )
 
     def recipe(self, rid: str) -> Recipe:
         return _lookup(self.recipes, rid, "recipe", "llmfleet recipes list")

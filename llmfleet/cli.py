@@ -7,27 +7,52 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from . import settings as schema
 from .catalog import Catalog, load
-from .deployment import PREFIXES, SCALAR_KEYS, Deployment, parse_sets
-from .errors import LlmfleetError, ValidationError
-from .render import env_file_text, render, unit_text
+from .errors import LlmfleetError, Problem, ValidationError
+from .render import render
+from .serveplan import build_serve_plan, weights_plan
+from .settings import Settings, settings_from
 
 console = Console()
 err = Console(stderr=True)
 
-EPILOG_SET = "override keys:\n" + "\n".join(
-    f"  {k:<18} {v}"
-    for k, v in {**SCALAR_KEYS, **{p + "X": d for p, d in PREFIXES.items()}}.items()
-)
+
+def _epilog_set() -> str:
+    """The --set keys, from the settings schema (docs/settings.md has every key)."""
+    rows = [
+        (name, f.metadata["doc"])
+        for name, f in schema.schema().items()
+        if schema.RENDER_KEY in f.metadata["deploys"] and name not in ("hardware", "recipe")
+    ]
+    rows += [(p + "NAME", doc) for p, (_, doc) in schema.PREFIXES.items()]
+    return "keys (host data keys of the serve deploy):\n" + "\n".join(
+        f"  {k:<18} {v}" for k, v in rows
+    )
+
+
+def parse_sets(pairs: list[str], host_name: str = "-") -> Settings:
+    """``["port=8001", "flag.--x=1"]`` -> settings, checked like host data."""
+    data: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ValidationError(
+                [Problem(host_name, pair, "expected KEY=VALUE", fix="e.g. --set port=8001")]
+            )
+        data[key.strip()] = value
+    return settings_from(data, host_name)
 
 
 def _print_json(data: Any) -> None:
@@ -75,7 +100,7 @@ def cmd_recipes_list(cat: Catalog, a: argparse.Namespace) -> int:
 
 def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
     r = cat.recipe(a.id)
-    rendered = render(cat, r, Deployment())
+    rendered = render(cat, r, Settings())
     info = {
         "id": r.id,
         "title": r.title,
@@ -129,29 +154,34 @@ def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
     return 0
 
 
+def _raw(text: str) -> None:
+    """Print a file's text exactly (no markup, no wrapping, no added newline)."""
+    sys.stdout.write(text)
+
+
 def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
     r = cat.recipe(a.id)
-    dep = Deployment.from_mapping(parse_sets(a.set or []), host_name="render")
-    rendered = render(cat, r, dep, rank=a.rank)
+    s = parse_sets(a.set or [], host_name="render")
+    if a.rank is not None:
+        s = replace(s, node_rank=a.rank)
+    rendered = render(cat, r, s, "render")
     if a.json:
         _print_json(rendered.public())
         return 0
     if a.unit:
-        console.print(
-            unit_text(
-                rendered,
-                user="llmfleet",
-                group="llmfleet",
-                venv=dep.venv,
-                env_file="/etc/llmfleet/serve.env",
-                working_directory="/var/lib/llmfleet",
-                release_dir="/var/lib/llmfleet/releases/current",
-                source=f"{r.source['seed']} / {r.source['section']}",
-            ),
-            markup=False,
-            highlight=False,
+        # the deploy's own plan builder; only the commit is unknown without an inventory
+        commit = rendered.revision
+        if not re.fullmatch(r"[0-9a-f]{40}", commit):
+            err.print(
+                f"note: the model path shows revision {commit!r}; a deploy pins it to a "
+                "commit first (llmfleet plan INVENTORY --host HOST --unit prints that unit)",
+                highlight=False,
+            )
+        plan = build_serve_plan(
+            cat, "render", s, r, weights_plan(s, rendered.model_repo, commit, None, False)
         )
-        console.print(env_file_text(rendered), markup=False, highlight=False)
+        _raw(plan.unit)
+        _raw(plan.env)
         return 0
     console.print(" \\\n  ".join(rendered.argv), markup=False, highlight=False)
     for key, value in rendered.env.items():
@@ -160,9 +190,22 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
 
 
 def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
-    from .plan import load_inventory_data, plan_inventory, plan_json
+    from .plan import load_inventory_data, pinned_commit, plan_inventory, plan_json, serve_plan
 
     plans = plan_inventory(cat, load_inventory_data(a.inventory))
+    if a.host:
+        plans = [p for p in plans if p.host == a.host]
+        if not plans:
+            raise LlmfleetError(f"--host {a.host}: no such host in {a.inventory}")
+    if a.unit:
+        if not a.host:
+            raise LlmfleetError("--unit needs --host HOST (one unit file at a time)")
+        (p,) = plans
+        if not p.ok:
+            raise ValidationError(p.problems)
+        # the commit is resolved on the control node, as the deploy does
+        _raw(serve_plan(cat, p, pinned_commit(p)).unit)
+        return 0
     if a.json:
         _print_json(plan_json(plans))
     else:
@@ -270,7 +313,7 @@ def _fleet(inventory: str, limit: list[str] | None = None) -> list[tuple[str, di
     """(name, data) per inventory host, read in a child process: importing pyinfra's CLI
     package gevent-patches the importing process, which deadlocks the SSH threads here."""
     proc = subprocess.run(
-        [sys.executable, "-m", "llmfleet", "inventory-data", inventory],
+        [sys.executable, "-m", "llmfleet.inventory_data", inventory],
         capture_output=True,
         text=True,
     )
@@ -286,14 +329,6 @@ def _fleet(inventory: str, limit: list[str] | None = None) -> list[tuple[str, di
         if not hosts:
             raise LlmfleetError(f"--limit {' '.join(limit)}: no such host in {inventory}")
     return hosts
-
-
-def cmd_inventory_data(cat: Catalog, a: argparse.Namespace) -> int:
-    from .plan import load_inventory_data
-
-    hosts = [[name, data] for name, _, data in load_inventory_data(a.inventory)]
-    print(json.dumps(hosts, default=str))
-    return 0
 
 
 def _uptime(seconds: int | None) -> str:
@@ -418,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = rsub.add_parser("list", help="every recipe: id, hardware, engine, workload, source")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.add_argument("--hardware", help="only recipes for this hardware profile")
-    ls.add_argument("--engine", choices=["vllm", "sglang"], help="only this engine")
+    ls.add_argument("--engine", choices=sorted(load().engines), help="only this engine")
     ls.set_defaults(func=cmd_recipes_list)
     show = rsub.add_parser("show", help="one recipe in full, with its source in the guides")
     show.add_argument("id")
@@ -427,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     rend = rsub.add_parser(
         "render",
         help="the engine command line, environment and docker options",
-        epilog=EPILOG_SET,
+        epilog=_epilog_set(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rend.add_argument("id")
@@ -449,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("inventory", help="a pyinfra inventory file, e.g. inventories/lambda.py")
     plan.add_argument("--json", action="store_true")
+    plan.add_argument("--host", metavar="HOST", help="only this host")
+    plan.add_argument(
+        "--unit",
+        action="store_true",
+        help="with --host: print the systemd unit the serve deploy writes (resolves the "
+        "model revision on this machine, as the deploy does)",
+    )
     plan.set_defaults(func=cmd_plan)
 
     st = sub.add_parser(
@@ -470,10 +512,6 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             sp.add_argument("-n", "--lines", type=int, default=50)
         sp.set_defaults(func=cmd_oncall)
-
-    inv = sub.add_parser("inventory-data", help=argparse.SUPPRESS)
-    inv.add_argument("inventory")
-    inv.set_defaults(func=cmd_inventory_data)
 
     ro = sub.add_parser(
         "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"

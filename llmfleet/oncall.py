@@ -14,14 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .render import UNIT_NAME
-
-RELEASES = "/var/lib/llmfleet/releases"
+from .hostpaths import RELEASES, UNIT_NAME
+from .manifest import ReleaseManifest
+from .probe import MODELS_PY
 
 # One round trip: the current release's manifest, the unit's state and uptime,
-# and what the endpoint lists.  Standard library only (host python3).
-STATUS_PY = r"""
-import json, os, subprocess, sys, urllib.request
+# and what the endpoint lists (asked with the server's own key, see probe.py).
+STATUS_PY = (
+    MODELS_PY
+    + r"""
+import os, subprocess, sys
 unit, releases = sys.argv[1], sys.argv[2]
 def show(*props):
     out = subprocess.run(["systemctl", "show", unit] + ["-p" + p for p in props],
@@ -40,25 +42,16 @@ up = None
 if s.get("ActiveState") == "active":
     since = int(s.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
     up = round(float(open("/proc/uptime").read().split()[0]) - since)
-models, health = None, "down"
-port = manifest.get("port", 8000)
-headers = {}
+served, health = None, "down"
 try:
-    for line in open("/etc/llmfleet/serve.env").read().splitlines():
-        if line.startswith("VLLM_API_KEY="):
-            headers["Authorization"] = "Bearer " + line.split("=", 1)[1].strip("'\"")
-except OSError:
-    pass
-try:
-    req = urllib.request.Request("http://127.0.0.1:%s/v1/models" % port, headers=headers)
-    with urllib.request.urlopen(req, timeout=5) as r:
-        models = [m["id"] for m in json.load(r).get("data", [])]
-    health = "serving" if manifest.get("served_name") in models else "wrong model"
+    served = models(manifest.get("port", 8000), manifest.get("api_key_env", "VLLM_API_KEY"))
+    health = "serving" if manifest.get("served_name") in served else "wrong model"
 except Exception as exc:
     health = "down (%s)" % type(exc).__name__
 print(json.dumps({"release": rel, "manifest": manifest, "unit": s, "uptime_s": up,
-                  "models": models, "health": health}))
+                  "models": served, "health": health}))
 """
+)
 
 
 @dataclass
@@ -118,15 +111,15 @@ def status_row(result: HostResult) -> dict[str, Any]:
     if not result.stdout.strip():
         return {"host": result.host, "reachable": False, "error": result.error or "no output"}
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    m = data.get("manifest") or {}
+    m = ReleaseManifest.from_json(data["manifest"]) if data.get("manifest") else None
     unit = data.get("unit") or {}
     return {
         "host": result.host,
         "reachable": True,
         "release": data.get("release"),
-        "recipe": m.get("recipe"),
-        "engine": " ".join(m.get("engine", {}).get("packages", [])) or None,
-        "model": (f"{m['model']['repo']}@{m['model']['commit'][:12]}" if m.get("model") else None),
+        "recipe": m.recipe if m else None,
+        "engine": (" ".join(m.packages) or None) if m else None,
+        "model": m.model if m else None,
         "unit": f"{unit.get('ActiveState', '?')}/{unit.get('SubState', '?')}",
         "restarts": unit.get("NRestarts"),
         "uptime_s": data.get("uptime_s"),

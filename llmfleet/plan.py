@@ -1,12 +1,17 @@
-"""``llmfleet plan``: per-host recipe, parallelism and memory fit, without connecting."""
+"""``llmfleet plan``: per-host settings, recipe, parallelism and memory fit, without
+connecting to any host; and the serve plan (commit, unit, release) built from it."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .apikeys import api_key_for
 from .catalog import Catalog
 from .errors import LlmfleetError
+from .hubapi import resolve_commit
+from .serveplan import ServePlan, build_serve_plan, weights_plan
 from .validate import HostPlan, check_fleet, plan_host
 
 
@@ -24,7 +29,10 @@ def load_inventory_data(inventory: str) -> list[tuple[str, str, dict[str, Any]]]
     if not path.exists():
         raise LlmfleetError(f"inventory {inventory}: no such file")
     with ctx_state.use(State()):
-        inv = make_inventory(str(path), cwd=str(Path.cwd()))
+        try:
+            inv = make_inventory(str(path), cwd=str(Path.cwd()))
+        except SystemExit as exc:  # an inventory that explains itself and exits
+            raise LlmfleetError(str(exc.code) if exc.code else f"{inventory}: exited") from None
     hosts = []
     for host in inv:
         data = dict(host.data.dict())
@@ -71,3 +79,33 @@ def plan_json(plans: list[HostPlan]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+@lru_cache(maxsize=64)
+def _resolve(repo: str, revision: str, endpoint: str | None) -> str:
+    return resolve_commit(repo, revision, endpoint)
+
+
+def pinned_commit(plan: HostPlan) -> str:
+    """The host's model revision as a commit, resolved on the control node (once per
+    repo, revision and endpoint in this process, however many hosts pull it)."""
+    s, r = plan.settings, plan.rendered
+    assert r is not None, "only a host that planned cleanly has a commit"
+    return _resolve(r.model_repo, r.revision, s.hf_control_endpoint or s.hf_endpoint)
+
+
+def serve_plan(
+    catalog: Catalog,
+    plan: HostPlan,
+    commit: str,
+    *,
+    peer_address: str | None = None,
+    serves_peers: bool = False,
+) -> ServePlan:
+    """Everything the serve deploy applies to this host (see ``llmfleet/serveplan.py``)."""
+    assert plan.recipe is not None and plan.rendered is not None
+    recipe = catalog.recipe(plan.recipe)
+    s = plan.settings
+    weights = weights_plan(s, plan.rendered.model_repo, commit, peer_address, serves_peers)
+    key = api_key_for(plan.host, s, catalog.engines[recipe.engine])
+    return build_serve_plan(catalog, plan.host, s, recipe, weights, api_key=key)

@@ -1,10 +1,11 @@
-"""Recipe + deployment -> engine argv, environment, docker options, systemd unit.
+"""Recipe + host settings -> engine argv, environment and docker options.
 
 Only the model path, bind address, port and served name come from the
 deployment; every other flag is the guide's, in the guide's order, with
 overlays and explicit overrides applied in place.  The same function feeds
-``llmfleet recipes render`` and the serve deploy, so what you preview is
-what runs.
+``llmfleet recipes render``, ``llmfleet plan`` and the serve deploy, so what
+you preview is what runs.  The unit and environment files around the argv
+are ``llmfleet.unitfile``'s.
 """
 
 from __future__ import annotations
@@ -15,18 +16,13 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import jinja2
-
 from . import args as argmod
 from .catalog import Catalog, Hardware, Overlay, Recipe
-from .deployment import Deployment
 from .errors import Problem, ValidationError
 from .parallel import Parallelism, parallelism
-from .paths import templates_dir
+from .settings import Settings
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
-LAUNCHERS_IN_VENV = {"vllm", "python", "python3", "sglang"}
-UNIT_NAME = "llmfleet-serve"
 
 
 @dataclass
@@ -51,6 +47,8 @@ class Rendered:
     master_addr: str | None
     parallel: Parallelism
     overlays: dict[str, str] = field(default_factory=dict)
+    # launchers that live in the engine's venv (the engine record's venv_launchers)
+    venv_launchers: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The JSON contract of ``recipes render --json``."""
@@ -67,11 +65,6 @@ class Rendered:
             "docker": docker,
             "sysctl": self.sysctl,
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["parallel"] = asdict(self.parallel)
-        return data
 
 
 def _overlay_value(ov: Overlay, raw: str, hw: Hardware, host: str) -> str | None:
@@ -203,7 +196,7 @@ def _multinode(
     table: dict[str, Any],
     nodes: int,
     rank: int,
-    dep: Deployment,
+    dep: Settings,
     host: str,
 ) -> list[argmod.Flag]:
     if nodes <= 1:
@@ -224,10 +217,13 @@ def _multinode(
     return argmod.merge(flags, extra)
 
 
-def render(catalog: Catalog, recipe: Recipe, dep: Deployment, rank: int | None = None) -> Rendered:
+def render(
+    catalog: Catalog, recipe: Recipe, dep: Settings, host: str = "-", rank: int | None = None
+) -> Rendered:
+    """The engine's command line for ``recipe`` as ``dep`` (one host's settings) deploys it;
+    problems are named for ``host``."""
     hw = catalog.hw(recipe.hardware)
     table = catalog.engines[recipe.engine]
-    host = dep.host_name
     env: dict[str, str] = {**hw.env, **recipe.env}
     flags = recipe.flags()
     for oid, raw in dep.overlays.items():
@@ -301,104 +297,5 @@ def render(catalog: Catalog, recipe: Recipe, dep: Deployment, rank: int | None =
         master_addr=dep.master_addr,
         parallel=parallelism(flags, table, recipe.nodes),
         overlays=dict(dep.overlays),
+        venv_launchers=tuple(table.get("venv_launchers", ())),
     )
-
-
-# --- systemd ---------------------------------------------------------------
-
-
-def systemd_quote(arg: str) -> str:
-    """Quote one ExecStart word: systemd splits on spaces and expands % and $."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
-    if arg and not re.search(r"[\s\"'\\;]", arg):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def env_quote(value: str) -> str:
-    """EnvironmentFile values: single quotes keep JSON and colons literal."""
-    if re.fullmatch(r"[A-Za-z0-9_./:@,+=-]*", value):
-        return value
-    if "'" not in value:
-        return f"'{value}'"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def exec_argv(r: Rendered, venv: str, env_file: str) -> list[str]:
-    """The process systemd starts: venv binaries, docker run, or a set_env.sh wrapper."""
-    if r.runtime == "docker":
-        assert r.docker is not None
-        entry = r.docker["entrypoint"]
-        cmd = r.argv[len(entry) :] if r.argv[: len(entry)] == entry else r.argv
-        env_args = [a for key in r.env for a in ("-e", key)]
-        return [
-            "/usr/bin/docker",
-            "run",
-            "--rm",
-            "--name",
-            UNIT_NAME,
-            *r.docker["options"],
-            *env_args,
-            r.docker["image"],
-            *cmd,
-        ]
-    argv = list(r.argv)
-    if argv[0] in LAUNCHERS_IN_VENV:
-        argv[0] = f"{venv}/bin/{argv[0]}"
-    if r.env_scripts:
-        sources = "; ".join(f"source {shlex.quote(s)}" for s in r.env_scripts)
-        return ["/bin/bash", "-c", f'{sources}; exec "$@"', UNIT_NAME, *argv]
-    return argv
-
-
-def jinja_env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["envquote"] = env_quote
-    return env
-
-
-def unit_text(
-    r: Rendered,
-    *,
-    user: str,
-    group: str,
-    venv: str,
-    env_file: str,
-    working_directory: str,
-    release_dir: str,
-    source: str,
-    supplementary_groups: list[str] | None = None,
-    hardening: bool = True,
-) -> str:
-    exec_start = " ".join(systemd_quote(a) for a in exec_argv(r, venv, env_file))
-    return (
-        jinja_env()
-        .get_template("llmfleet-serve.service.j2")
-        .render(
-            recipe_id=r.id,
-            engine=r.engine,
-            runtime=r.runtime,
-            user=user,
-            group=group,
-            supplementary_groups=supplementary_groups or [],
-            env_file=env_file,
-            unset_env=r.unset_env,
-            working_directory=working_directory,
-            exec_start=exec_start,
-            container_name=UNIT_NAME,
-            unit_name=UNIT_NAME,
-            release_dir=release_dir,
-            source=source,
-            hardening=hardening,
-        )
-    )
-
-
-def env_file_text(r: Rendered, extra: dict[str, str] | None = None) -> str:
-    env = {**r.env, **(extra or {})}
-    return jinja_env().get_template("llmfleet-serve.env.j2").render(recipe_id=r.id, env=env)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LlmfleetError
+from .outcome import GOOD, Status
 
 
 def batches(hosts: list[str], size: str) -> list[list[str]]:
@@ -66,8 +67,8 @@ def roll(
         say(f"batch {i}/{len(plan)}: {', '.join(batch)}")
         results = run(batch)
         for h in batch:
-            status = results.get(h, {}).get("status", "failed")
-            if status in ("healthy", "ok", "dry run"):
+            status = results.get(h, {}).get("status", Status.FAILED.value)
+            if status in {s.value for s in GOOD}:
                 out.done.append(h)
             else:
                 out.failed[h] = f"{status}: {results.get(h, {}).get('detail', 'no result')}"

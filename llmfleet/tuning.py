@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from .errors import Problem
 from .hostfacts.system import SCHED_DEBUGFS, kernel_at_least
 from .hostfacts.tuning import TuningState
-from .render import jinja_env
+from .unitfile import jinja_env
 
 BASELINE_SYSCTL = {
     "vm.swappiness": "0",

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import Catalog, CatalogError, Hardware, Recipe
-from .deployment import Deployment
 from .errors import Problem, ValidationError
 from .parallel import MemoryFit, memory_fit
 from .render import Rendered, render
+from .settings import Settings, parse_settings
 
 
 @dataclass
@@ -24,6 +24,7 @@ class HostPlan:
 
     host: str
     address: str
+    settings: Settings = field(default_factory=Settings)
     hardware: str | None = None
     recipe: str | None = None
     rendered: Rendered | None = None
@@ -106,13 +107,28 @@ def _fit_fix(catalog: Catalog, hw: Hardware, fit: MemoryFit, weights: float) -> 
     return text
 
 
+def _start(name: str, data: dict[str, Any], address: str | None) -> HostPlan:
+    """Parse the host's data against the schema: the first thing every plan does."""
+    settings, problems = parse_settings(name, data)
+    return HostPlan(
+        host=name,
+        address=address or str(data.get("ssh_hostname") or name),
+        settings=settings,
+        problems=problems,
+    )
+
+
 def plan_host(
     catalog: Catalog, name: str, data: dict[str, Any], address: str | None = None
 ) -> HostPlan:
     """Validate one host's data and render its recipe; collect every problem."""
-    plan = HostPlan(host=name, address=address or data.get("ssh_hostname") or name)
-    problems = plan.problems
-    rid, hid = data.get("recipe"), data.get("hardware")
+    plan = _start(name, data, address)
+    return _plan_recipe(catalog, plan) if plan.ok else plan
+
+
+def _plan_recipe(catalog: Catalog, plan: HostPlan) -> HostPlan:
+    name, problems, settings = plan.host, plan.problems, plan.settings
+    rid, hid = settings.recipe, settings.hardware
     if not rid:
         problems.append(
             Problem(
@@ -163,8 +179,7 @@ def plan_host(
             )
         )
     try:
-        dep = Deployment.from_host_data(data, host_name=name)
-        plan.rendered = render(catalog, recipe, dep)
+        plan.rendered = render(catalog, recipe, settings, name)
     except ValidationError as exc:
         # rendering does not know host names: put this host's name on what it found
         problems.extend(replace(p, host=name) if p.host == "-" else p for p in exc.problems)
@@ -173,13 +188,13 @@ def plan_host(
         problems.append(Problem(name, "overlays", str(exc)))
         return plan
     memory = (
-        float(data.get("host_memory_gb", hw.device_memory_gb))
+        settings.host_memory_gb or hw.device_memory_gb
         if hw.vendor == "none"
         else hw.device_memory_gb
     )
     plan.fit, fit_problems = _fit_problems(name, recipe, plan.rendered, catalog, hw, memory)
     problems.extend(fit_problems)
-    if recipe.nodes > 1 and not dep.master_addr:
+    if recipe.nodes > 1 and not settings.master_addr:
         problems.append(
             Problem(
                 name,
@@ -229,12 +244,6 @@ def check_fleet(plans: list[HostPlan]) -> None:
             seen[rank] = p.host
 
 
-def require_ok(plans: list[HostPlan]) -> None:
-    problems = [pr for p in plans for pr in p.problems]
-    if any(pr.severity == "error" for pr in problems):
-        raise ValidationError(problems)
-
-
 def plan_onboard(
     catalog: Catalog, name: str, data: dict[str, Any], address: str | None = None
 ) -> HostPlan:
@@ -244,10 +253,12 @@ def plan_onboard(
     recipe is no error here (tuning then uses the baseline); a recipe that is
     set but wrong is, because the host would be tuned for it.
     """
-    if data.get("recipe"):
-        return plan_host(catalog, name, data, address)
-    plan = HostPlan(host=name, address=address or data.get("ssh_hostname") or name)
-    hid = data.get("hardware")
+    plan = _start(name, data, address)
+    if not plan.ok:
+        return plan
+    if plan.settings.recipe:
+        return _plan_recipe(catalog, plan)
+    hid = plan.settings.hardware
     if not hid:
         plan.problems.append(
             Problem(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyinfra.operations import files, server
 
+from llmfleet.hostpaths import CONFIG_DIR
+
 
 def service_account(user: str, home: str, label: str) -> None:
     """``user``/``user`` system account without a login shell, ``home`` 0750 owned by it."""
@@ -18,4 +20,4 @@ def service_account(user: str, home: str, label: str) -> None:
         ensure_home=False,
     )
     files.directory(name=f"{label} home", path=home, user=user, group=user, mode="750")
-    files.directory(name="Config directory", path="/etc/llmfleet", mode="755")
+    files.directory(name="Config directory", path=CONFIG_DIR, mode="755")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import shlex
 
 from pyinfra.api import FactBase
+
+from llmfleet.probe import models_command
 
 
 class PortListeners(FactBase):
@@ -42,26 +43,20 @@ class PortListeners(FactBase):
         return []
 
 
-class HttpJson(FactBase):
-    """GET a local URL and parse JSON; None when nothing answers (used for health)."""
+class ServedModels(FactBase):
+    """The model ids the local endpoint lists, asked with the server's own API key
+    (read on the host from its 0600 env file); None when nothing answers."""
 
-    def command(self, url: str) -> str:
-        code = (
-            "import json,sys,urllib.request as u\n"
-            "try:\n"
-            f"    print(u.urlopen({url!r}, timeout=5).read().decode())\n"
-            "except Exception:\n"
-            "    print('null')\n"
-        )
-        return f"python3 -c {shlex.quote(code)}"
+    def command(self, port: int, key_env: str | None = None) -> str:
+        return models_command(port, key_env)
 
-    def process(self, output: list[str]):
+    def process(self, output: list[str]) -> list[str] | None:
         try:
             return json.loads("\n".join(output))
         except ValueError:
             return None
 
-    def default(self):
+    def default(self) -> None:
         return None
 
 

@@ -1,15 +1,18 @@
 """Health role: bounded wait for /health, /v1/models and one real completion.
 
 It runs only when the deploy changed something (so a quiet re-run stays
-quiet); otherwise the summary reports what a read-only probe saw.  Results
-are kept for the end-of-run summary.
+quiet); otherwise the summary reports what a read-only probe saw.  The probe
+and the gate both send the server's API key when it has one.  Results go to
+the run's host record (``roles/run.py``) for the end-of-run summary.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyinfra import host
@@ -18,21 +21,41 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, python
 from pyinfra.operations.util import any_changed
 
-from llmfleet.render import UNIT_NAME
+from llmfleet.hostpaths import HEALTH_SCRIPT, UNIT_NAME
+from llmfleet.manifest import ReleaseManifest
 
-from .facts import HttpJson
+from .facts import ServedModels
 from .release import activate_commands
+from .run import record
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "files" / "scripts"
-RESULTS: dict[str, dict] = {}
 
 
-def _probe(port: int, model: str, timeout: int) -> dict:
-    cmd = (
-        f"python3 /opt/llmfleet/bin/llmfleet-health.py --port {int(port)} "
-        f"--model {shlex.quote(model)} --unit {UNIT_NAME} --timeout {int(timeout)}"
+@dataclass(frozen=True)
+class Target:
+    """What the gate waits for: a release serving ``model`` on ``port``."""
+
+    release: str
+    port: int
+    model: str
+    key_env: str | None = None
+
+    @classmethod
+    def of(cls, m: ReleaseManifest) -> Target:
+        return cls(m.id, m.port, m.served_name, m.api_key_env)
+
+
+def probe_command(t: Target, timeout: int) -> str:
+    """The host-side gate: health, model list, one completion, within ``timeout``."""
+    key = f" --key-env {shlex.quote(t.key_env)}" if t.key_env else ""
+    return (
+        f"python3 {HEALTH_SCRIPT} --port {int(t.port)} --model {shlex.quote(t.model)} "
+        f"--unit {UNIT_NAME} --timeout {int(timeout)}{key}"
     )
-    _, out = host.run_shell_command(cmd)
+
+
+def _probe(t: Target, timeout: int) -> dict:
+    _, out = host.run_shell_command(probe_command(t, timeout))
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -40,66 +63,62 @@ def _probe(port: int, model: str, timeout: int) -> dict:
 
 
 def gate(
-    port: int,
-    model: str,
+    target: Target,
     timeout: int,
-    revert: dict | None = None,
-    release: str | None = None,
+    revert: Target | None = None,
     restart: bool | Callable[[], bool] = False,
 ) -> None:
     """Health-gate what was just started; if it fails and ``revert`` names the release
-    that ran before ({"id", "port", "model"}), put that one back and say so."""
+    that ran before, put that one back and say so."""
+    rec = record(host.name)
+    began = time.monotonic()
     if callable(restart):  # decided at run time: did the release change?
         restart = restart()
     if restart:  # a failed restart is judged below like any unhealthy release
         host.run_shell_command(f"systemctl restart {UNIT_NAME}.service")
-    result = _probe(port, model, timeout)
-    RESULTS[host.name] = {**result, "release": release}
+    result = _probe(target, timeout)
+    rec.timings["health_s"] = round(time.monotonic() - began, 1)
+    rec.health = {**result, "release": target.release}
     if result.get("ok"):
         return
     tail = "\n".join(result.get("journal", "").splitlines()[-15:])
     failure = (
-        f"{host.name}: release {release or '(new)'} not healthy at "
+        f"{host.name}: release {target.release} not healthy at "
         f"{result.get('stage', '?')}: {result.get('error')}"
     )
     if revert:
-        host.run_shell_command(" && ".join(activate_commands(revert["id"])))
-        back = _probe(revert["port"], revert["model"], timeout)
+        host.run_shell_command(" && ".join(activate_commands(revert.release)))
+        back = _probe(revert, timeout)
         state = "healthy again" if back.get("ok") else f"NOT healthy either: {back.get('error')}"
-        failure += f"; rolled back to release {revert['id']} ({state})"
-        RESULTS[host.name] = {**result, "error": failure, "rolled_back": revert["id"]}
+        failure += f"; rolled back to release {revert.release} ({state})"
+        rec.health = {**result, "error": failure, "rolled_back": revert.release}
     raise RuntimeError(f"{failure}\n--- last journal lines of the failed release ---\n{tail}")
 
 
 @deploy("Health")
 def health(
-    port: int,
-    model: str,
+    target: Target,
     changed: list[OperationMeta],
     timeout: int = 900,
-    revert: dict | None = None,
-    release: str | None = None,
+    revert: Target | None = None,
     restart: bool | Callable[[], bool] = False,
 ) -> OperationMeta:
     script = files.put(
         name="Health script",
         src=str(SCRIPTS / "llmfleet-health.py"),
-        dest="/opt/llmfleet/bin/llmfleet-health.py",
+        dest=HEALTH_SCRIPT,
         mode="755",
     )
-    models = host.get_fact(HttpJson, url=f"http://127.0.0.1:{int(port)}/v1/models")
+    models = host.get_fact(ServedModels, port=target.port, key_env=target.key_env)
     if models is not None:
-        ids = [m.get("id") for m in models.get("data", [])]
-        RESULTS[host.name] = {"ok": model in ids, "probe": True, "models": ids}
+        record(host.name).health = {"ok": target.model in models, "probe": True, "models": models}
     gate_if = {"_if": any_changed(script, *changed)} if models is not None else {}
     return python.call(
         name="Wait until serving (health, models, one completion)",
         function=gate,
-        port=port,
-        model=model,
+        target=target,
         timeout=timeout,
         revert=revert,
-        release=release,
         restart=restart,
         **gate_if,
     )

@@ -19,17 +19,19 @@ from pyinfra.api import deploy
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, python, systemd
 
-from llmfleet.render import jinja_env
+from llmfleet.engineenv import PackageSource
+from llmfleet.hostpaths import MIRROR_CONFIG as CONFIG
+from llmfleet.hostpaths import MIRROR_HOME as HOME
+from llmfleet.hostpaths import MIRROR_UNIT as UNIT
+from llmfleet.hostpaths import MIRROR_USER as USER
+from llmfleet.hostpaths import TOOLS_DIR, systemd_unit_file
+from llmfleet.unitfile import jinja_env
 
 from .accounts import service_account
-from .pyenvs import TOOLS_DIR, PackageSource, ensure_venv
+from .pyenvs import ensure_venv
 
 OLAH = "olah==0.5.4"
-UNIT = "llmfleet-mirror.service"
-HOME = "/var/lib/llmfleet-mirror"
-CONFIG = "/etc/llmfleet/olah.toml"
 VENV = f"{TOOLS_DIR}/olah"
-USER = "llmfleet-mirror"
 
 
 def config_text(
@@ -121,7 +123,7 @@ def hub_mirror(
     unit = files.put(
         name="Mirror unit",
         src=StringIO(unit_text(upstream)),
-        dest=f"/etc/systemd/system/{UNIT}",
+        dest=systemd_unit_file(UNIT),
         mode="644",
     )
     systemd.daemon_reload(name="Reload systemd", _if=unit.did_change)

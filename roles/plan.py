@@ -1,35 +1,35 @@
-"""This host's validated plan, computed once per host at prepare time.
+"""The validated plans, computed once per run at prepare time, before any host is touched.
 
-Validation problems fail only the host they belong to (with a message naming
-host, field and fix) before any operation touches it; the other hosts go on.
+Every inventory host is parsed against the settings schema and planned with
+the catalog first, so fleet-wide checks (ports, ranks, fan-out peers) apply;
+then each host's serve plan is built: revision resolved to a commit on the
+control node, endpoint key, engine, unit, env file, release.  Problems fail
+only the host they belong to (with a message naming host, key and fix); the
+other hosts go on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from pyinfra import host, inventory
+from pyinfra import host, inventory, state
 from pyinfra.operations import server
 
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
+from llmfleet.errors import LlmfleetError
+from llmfleet.plan import pinned_commit, serve_plan
 from llmfleet.render import Rendered
+from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
+from llmfleet.settings import Settings, parse_settings
 from llmfleet.validate import HostPlan, check_fleet, plan_host, plan_onboard
 
-_FLEET: dict[str, HostPlan] = {}
+from .run import current_run, record
 
 
-@dataclass
-class ServePlan:
-    catalog: Catalog
-    recipe: Recipe
-    rendered: Rendered
-    data: dict[str, Any]
-
-
-def _fleet_plans(catalog: Catalog) -> dict[str, HostPlan]:
-    """Plan every inventory host once, so fleet-wide checks (ports, ranks) apply."""
-    if not _FLEET:
+def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
+    """Plan every inventory host once per run, so fleet-wide checks apply."""
+    run = current_run()
+    if run.plans is None:
         plans = [
             plan_host(
                 catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
@@ -37,15 +37,13 @@ def _fleet_plans(catalog: Catalog) -> dict[str, HostPlan]:
             for h in inventory
         ]
         check_fleet(plans)
-        _FLEET.update({p.host: p for p in plans})
-    return _FLEET
+        run.plans = {p.host: p for p in plans}
+    return run.plans
 
 
 def fail_host(message: str) -> None:
     """Fail this host with a readable reason, touching nothing on it."""
-    from . import summary  # here: summary imports the roles that import this module
-
-    summary.note(host.name, error=message)  # for the table, --dry included
+    record(host.name).error = message  # for the table, --dry included
     server.shell(name=f"llmfleet: {message}"[:200], commands=[f"echo {_sh(message)} >&2; exit 1"])
 
 
@@ -53,28 +51,102 @@ def _sh(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def _report(problems: list, missing: str | None) -> bool:
+def _report(plan: HostPlan, missing: str | None) -> bool:
     """Print warnings; fail the host on errors (or on ``missing``). True if it failed."""
-    for problem in problems:
+    for problem in plan.problems:
         if problem.severity == "warning":
             print(f"[{host.name}] warning: {problem}")
-    errors = [p for p in problems if p.severity == "error"]
+    errors = [p for p in plan.problems if p.severity == "error"]
     if errors or missing:
         fail_host("; ".join(str(e) for e in errors) or str(missing))
         return True
     return False
 
 
-def current() -> ServePlan | None:
-    """The plan for ``host``, or None after queuing a failing operation."""
+def _peers(plan: HostPlan, fleet: dict[str, HostPlan]) -> tuple[str | None, bool]:
+    """The site fan-out: ``weights_peer: HOST`` copies from that host (its address);
+    the named host serves its finished snapshot to the targeted hosts that need it."""
+    s = plan.settings
+    peer = s.weights_peer if s.weights_peer != plan.host else None
+    address = None
+    if peer:
+        other = fleet.get(peer)
+        if other is None:
+            raise LlmfleetError(f"{plan.host}: weights_peer: no host {peer!r} in the inventory")
+        address = other.address
+    serves = any(
+        p.settings.weights_peer == plan.host
+        and p.host != plan.host
+        and state.is_host_in_limit(inventory.get_host(p.host))
+        for p in fleet.values()
+    )
+    return address, serves
+
+
+def _validated() -> tuple[Catalog, HostPlan, dict[str, HostPlan]] | None:
     catalog = load()
-    plan = _fleet_plans(catalog)[host.name]
-    if _report(plan.problems, missing="no plan" if plan.rendered is None else None):
+    fleet = _fleet(catalog)
+    plan = fleet[host.name]
+    if _report(plan, missing="no plan" if plan.ok and plan.rendered is None else None):
         return None
-    return ServePlan(catalog, catalog.recipe(plan.recipe), plan.rendered, dict(host.data.dict()))
+    return catalog, plan, fleet
 
 
-@dataclass
+def current() -> ServePlan | None:
+    """The serve plan for ``host``, or None after queuing a failing operation."""
+    found = _validated()
+    if found is None:
+        return None
+    catalog, plan, fleet = found
+    try:
+        address, serves = _peers(plan, fleet)
+        serve = serve_plan(
+            catalog, plan, pinned_commit(plan), peer_address=address, serves_peers=serves
+        )
+    except LlmfleetError as exc:
+        fail_host(_named(exc))
+        return None
+    rec = record(host.name)
+    rec.planned, rec.recipe, rec.release = True, serve.recipe.id, serve.release
+    rec.model = serve.weights.label
+    return serve
+
+
+def _named(exc: LlmfleetError) -> str:
+    text = str(exc)
+    return text if text.startswith(f"{host.name}:") else f"{host.name}: {text}"
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """What the weights deploy needs: the recipe and its pinned snapshot."""
+
+    recipe: Recipe
+    weights: WeightsPlan
+
+
+def pull_only() -> PullPlan | None:
+    """The weights deploy's plan for ``host``, or None after queuing a failing operation."""
+    found = _validated()
+    if found is None:
+        return None
+    catalog, plan, fleet = found
+    assert plan.recipe is not None and plan.rendered is not None
+    try:
+        address, serves = _peers(plan, fleet)
+        weights = weights_plan(
+            plan.settings, plan.rendered.model_repo, pinned_commit(plan), address, serves
+        )
+    except LlmfleetError as exc:
+        fail_host(_named(exc))
+        return None
+    rec = record(host.name)
+    rec.planned, rec.recipe, rec.model = True, plan.recipe, weights.label
+    rec.weights_verified = weights.verify
+    return PullPlan(catalog.recipe(plan.recipe), weights)
+
+
+@dataclass(frozen=True)
 class OnboardPlan:
     """What onboarding needs: the hardware profile, and the recipe when one is set."""
 
@@ -82,7 +154,7 @@ class OnboardPlan:
     hardware: Hardware
     recipe: Recipe | None
     rendered: Rendered | None
-    data: dict[str, Any]
+    settings: Settings
 
 
 def onboarding() -> OnboardPlan | None:
@@ -94,7 +166,20 @@ def onboarding() -> OnboardPlan | None:
     catalog = load()
     data = dict(host.data.dict())
     plan = plan_onboard(catalog, host.name, data, str(data.get("ssh_hostname") or host.name))
-    if _report(plan.problems, missing="no hardware profile" if plan.hardware is None else None):
+    if _report(plan, missing="no hardware profile" if plan.ok and plan.hardware is None else None):
         return None
+    record(host.name).planned = True
     recipe = catalog.recipe(plan.recipe) if plan.recipe else None
-    return OnboardPlan(catalog, catalog.hw(plan.hardware), recipe, plan.rendered, data)
+    assert plan.hardware is not None
+    return OnboardPlan(catalog, catalog.hw(plan.hardware), recipe, plan.rendered, plan.settings)
+
+
+def settings_only() -> Settings | None:
+    """Just this host's parsed settings (rollback, mirror, preflight), or None after
+    queuing a failing operation that names every bad key."""
+    settings, problems = parse_settings(host.name, dict(host.data.dict()))
+    if problems:
+        fail_host("; ".join(str(p) for p in problems))
+        return None
+    record(host.name).planned = True
+    return settings

@@ -11,47 +11,18 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
+from llmfleet.engineenv import PackageSource
+from llmfleet.hostpaths import ENV_MARKER as MARKER
+from llmfleet.hostpaths import TOOLS_DIR, UV
+
 from .facts import TextFile
-
-TOOLS_DIR = "/opt/llmfleet/tools"
-UV = f"{TOOLS_DIR}/bin/uv"
-MARKER = ".llmfleet-env"
-
-
-@dataclass(frozen=True)
-class PackageSource:
-    """Where packages come from: host data ``engine_find_links``/``engine_index_url``,
-    ``engine_excludes`` (a requirements file of packages to keep out) and ``uv_url``."""
-
-    find_links: str | None = None
-    index_url: str | None = None
-    excludes: str | None = None
-    uv_url: str | None = None
-    uv: str = "uv"
-
-    @classmethod
-    def from_data(cls, data: dict) -> PackageSource:
-        return cls(
-            find_links=data.get("engine_find_links"),
-            index_url=data.get("engine_index_url"),
-            excludes=data.get("engine_excludes"),
-            uv_url=data.get("uv_url"),
-            uv=str(data.get("uv_requirement") or "uv"),
-        )
-
-    def args(self) -> list[str]:
-        if self.find_links:
-            return ["--no-index", "--find-links", self.find_links]
-        if self.index_url:
-            return ["--index-url", self.index_url]
-        return []
 
 
 def uv_bootstrap_commands(src: PackageSource) -> list[str]:

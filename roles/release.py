@@ -14,7 +14,6 @@ release, so going back to one needs no download.  Old releases beyond
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from io import StringIO
@@ -23,11 +22,9 @@ from pyinfra.api import FactBase
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
-from llmfleet.render import UNIT_NAME
-
-RELEASES = "/var/lib/llmfleet/releases"
-UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}.service"
-ENV_FILE = "/etc/llmfleet/serve.env"
+from llmfleet.hostpaths import ENV_FILE, RELEASES, UNIT_FILE, UNIT_NAME, release_dir
+from llmfleet.manifest import ReleaseState
+from llmfleet.serveplan import ServePlan
 
 _LIST = r"""
 import json, os, sys
@@ -49,46 +46,47 @@ print(json.dumps(out))
 
 
 class Releases(FactBase):
-    """``{"current", "previous", "releases": {id: manifest}}`` on the host."""
+    """The releases kept on the host: current, previous and every manifest."""
 
     def command(self, root: str = RELEASES) -> str:
         return f"python3 -c {shlex.quote(_LIST)} {shlex.quote(root)}"
 
-    def process(self, output: list[str]) -> dict:
+    def process(self, output: list[str]) -> ReleaseState:
         try:
-            return json.loads(output[-1])
+            return ReleaseState.from_json(json.loads(output[-1]))
         except (ValueError, IndexError):
             return self.default()
 
-    def default(self) -> dict:
-        return {"current": None, "previous": None, "releases": {}}
+    def default(self) -> ReleaseState:
+        return ReleaseState()
 
 
-def release_id(unit: str, env: str) -> str:
-    return hashlib.sha256(f"{unit}\0{env}".encode()).hexdigest()[:12]
-
-
-def stage(rid: str, unit: str, env: str, manifest: dict) -> list[OperationMeta]:
-    """Write the release directory (no effect on what runs)."""
-    d = f"{RELEASES}/{rid}"
+def stage(plan: ServePlan) -> list[OperationMeta]:
+    """Write the plan's release directory (no effect on what runs)."""
+    d = release_dir(plan.release)
     return [
-        files.directory(name=f"Release {rid}", path=d, mode="700"),
+        files.directory(name=f"Release {plan.release}", path=d, mode="700"),
         files.put(
             name="Release manifest",
-            src=StringIO(json.dumps(manifest, indent=2) + "\n"),
+            src=StringIO(plan.manifest.text()),
             dest=f"{d}/manifest.json",
             mode="600",
         ),
         files.put(
-            name="Release unit", src=StringIO(unit), dest=f"{d}/{UNIT_NAME}.service", mode="600"
+            name="Release unit",
+            src=StringIO(plan.unit),
+            dest=f"{d}/{UNIT_NAME}.service",
+            mode="600",
         ),
-        files.put(name="Release environment", src=StringIO(env), dest=f"{d}/serve.env", mode="600"),
+        files.put(
+            name="Release environment", src=StringIO(plan.env), dest=f"{d}/serve.env", mode="600"
+        ),
     ]
 
 
 def activate_commands(rid: str) -> list[str]:
     """Put a staged release's unit and env file in place and restart the server."""
-    d = f"{RELEASES}/{rid}"
+    d = release_dir(rid)
     return [
         f"install -m 644 {d}/{UNIT_NAME}.service {UNIT_FILE}",
         f"install -m 600 {d}/serve.env {ENV_FILE}",
@@ -120,19 +118,3 @@ def promote(rid: str, keep: int, current: str | None) -> OperationMeta | None:
     return server.shell(
         name=f"Release {rid} is current", commands=[" && ".join(promote_commands(rid, keep))]
     )
-
-
-def find(state: dict, wanted: str | None) -> tuple[str | None, str]:
-    """(release id, "") for ``wanted`` (an id, its prefix, or None for previous), or
-    (None, why) with the choices named."""
-    releases = state.get("releases", {})
-    if not wanted:
-        prev = state.get("previous")
-        if prev and prev in releases:
-            return prev, ""
-        return None, "no previous release on this host to roll back to"
-    hits = [r for r in releases if r.startswith(wanted)]
-    if len(hits) == 1:
-        return hits[0], ""
-    known = ", ".join(sorted(releases)) or "none"
-    return None, f"release {wanted!r} {'is ambiguous' if hits else 'not found'} (releases: {known})"

@@ -1,6 +1,7 @@
 """Server role: service user, 0600 environment file, systemd unit, enabled and started.
 
-Follows the unit pattern that keeps re-runs quiet: template unit and env,
+The unit and env file texts come from the plan (``llmfleet/serveplan.py``).
+Follows the unit pattern that keeps re-runs quiet: put unit and env,
 daemon-reload only when the unit changed, ensure it is enabled and running.
 Restarting a running server on a changed release is the health gate's job
 (roles/health.py), so a failed restart can put the previous release back.
@@ -16,15 +17,11 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, systemd
 
-from llmfleet.render import UNIT_NAME, Rendered, env_file_text, unit_text
+from llmfleet.hostpaths import ENV_FILE, HOME, UNIT_FILE, UNIT_NAME
 
 from .accounts import service_account
 from .facts import PortListeners
 from .plan import fail_host
-
-ENV_FILE = "/etc/llmfleet/serve.env"
-UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}.service"
-HOME = "/var/lib/llmfleet"
 
 
 def port_is_free(port: int) -> bool:
@@ -38,30 +35,6 @@ def port_is_free(port: int) -> bool:
         )
         return False
     return True
-
-
-def unit_files(
-    r: Rendered,
-    *,
-    venv: str,
-    user: str,
-    source: str,
-    extra_env: dict[str, str],
-    hardening: bool = True,
-) -> tuple[str, str]:
-    """(unit text, env file text): what a release is made of."""
-    unit = unit_text(
-        r,
-        user=user,
-        group=user,
-        venv=venv,
-        env_file=ENV_FILE,
-        working_directory=HOME,
-        release_dir=f"{HOME}/releases/current",
-        source=source,
-        hardening=hardening,
-    )
-    return unit, env_file_text(r, extra_env)
 
 
 @deploy("Server")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import shlex
+from dataclasses import asdict
 from typing import Any
 
 from pyinfra import host
@@ -40,7 +41,6 @@ from llmfleet.stacks.plan import (
     plan_stack,
 )
 from llmfleet.stacks.verify import (
-    REBOOT_POLICIES,
     Installed,
     env_script_paths,
     missing_packages,
@@ -244,20 +244,15 @@ def stack_from_data(plan: Any) -> None:
     (default: the hardware profile's vendor; ``none`` skips), and the recipe's
     env scripts as files the verify step must find.  A stack that cannot be
     planned fails the host before anything is touched."""
-    data = plan.data
-    vendor = str(data.get("accelerator_stack") or plan.hardware.vendor)
+    settings = plan.settings
+    vendor = settings.accelerator_stack or plan.hardware.vendor
     if vendor in ("none", "cpu"):
         summary.note_stack(host.name, {"stack": "none", "verify": "skipped (no stack)"})
         return
     recipe = plan.recipe
     runtime = (recipe.runtime or ("docker" if recipe.container else "venv")) if recipe else "venv"
-    reboot = str(data.get("stack_reboot") or "auto")
+    reboot = settings.stack_reboot  # one of REBOOT_POLICIES: the settings schema checked it
     try:
-        if reboot not in REBOOT_POLICIES:
-            raise StackError(
-                f"{host.name}: stack_reboot must be one of {', '.join(REBOOT_POLICIES)}, "
-                f"not {reboot!r}"
-            )
         facts: HostFacts = host.get_fact(HostBasics, path="/")
         stack_plan = plan_stack(
             host.name,
@@ -265,7 +260,7 @@ def stack_from_data(plan: Any) -> None:
             facts,
             hardware=plan.hardware,
             runtime=runtime,
-            data=data,
+            data=asdict(settings),
         )
     except StackError as exc:
         summary.note_stack(host.name, {"stack": vendor, "verify": str(exc)})

@@ -1,11 +1,16 @@
-"""The per-host table printed when a deploy ends, unreachable and failed hosts included."""
+"""The per-host table printed when a deploy ends, unreachable and failed hosts included.
+
+It reads the run's host records (``roles/run.py``) and turns each into one
+typed ``HostOutcome`` (``llmfleet/outcome.py``); the same outcomes go to the
+file named by ``LLMFLEET_RESULTS`` as JSON, which ``llmfleet rollout`` and
+scripts read.
+"""
 
 from __future__ import annotations
 
 import atexit
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -14,42 +19,39 @@ from pyinfra.context import ctx_state
 from rich.console import Console
 from rich.table import Table
 
+from llmfleet.outcome import HostOutcome, Status, outcome
 from llmfleet.tuning import APPLIED, Finding
 
-from .health import RESULTS
-from .weights import RESULTS as PULLS
-from .weights import _human
+from .run import Run, current_run, record
 
-PLANNED: dict[str, dict[str, str]] = {}
-TUNING: dict[str, list[Finding]] = {}
-STACK: dict[str, dict[str, str]] = {}
-_STARTED = time.time()
-_registered = False
-
-
-def note(host_name: str, **info: str) -> None:
-    PLANNED.setdefault(host_name, {}).update(info)
+_STYLE = {
+    Status.HEALTHY: "green",
+    Status.OK: "green",
+    Status.DRY_RUN: "cyan",
+    Status.NOT_CHECKED: "yellow",
+}
 
 
 def note_tuning(host_name: str, findings: list[Finding]) -> None:
     """Record the host tuning outcome; a second table lists it knob by knob."""
-    TUNING[host_name] = list(findings)
+    record(host_name).tuning = list(findings)
 
 
 def note_stack(host_name: str, info: dict[str, str]) -> None:
     """Record the accelerator stack outcome; a third table lists it per host."""
-    STACK.setdefault(host_name, {}).update(info)
+    record(host_name).stack.update(info)
 
 
 def register(title: str) -> None:
-    global _registered
-    if _registered:
+    """Print the summary when this pyinfra run ends (once per run)."""
+    run = current_run()
+    if run.title is not None:
         return
-    _registered = True
+    run.title = title
     state = ctx_state.get()
     # --limit: only the hosts this run targets belong in the table
     limit = state.limit_hosts if isinstance(state.limit_hosts, list) else None
-    atexit.register(_print, state, title, limit)
+    atexit.register(_print, state, run, time.time(), limit)
 
 
 def _dry() -> bool:
@@ -57,75 +59,55 @@ def _dry() -> bool:
     return "--dry" in sys.argv
 
 
-def _status(state, host) -> tuple[str, str]:
-    result = RESULTS.get(host.name)
-    if host not in state.activated_hosts:
-        return "[red]unreachable[/red]", "could not connect (see the pyinfra output above)"
-    if _dry():  # nothing ran: no health gate, no failing operation; say what is known
-        error = PLANNED.get(host.name, {}).get("error")
-        if error:
-            return "[red]would fail[/red]", error
-        serving = result and result.get("probe") and result.get("ok")
-        return "[cyan]dry run[/cyan]", "nothing applied" + ("; serving now" if serving else "")
-    if host in state.failed_hosts:
-        detail = (
-            result.get("error", "")
-            if result
-            else PLANNED.get(host.name, {}).get("error") or "an operation failed (see above)"
-        )
-        return "[red]failed[/red]", detail
-    if not result:
-        if host.name in PLANNED:
-            return "[green]ok[/green]", ""
-        return "[yellow]not checked[/yellow]", ""
-    if result.get("ok"):
-        reply = result.get("reply")
-        detail = (
-            f"answered {reply!r} after {result['seconds']}s"
-            if reply is not None
-            else "already serving (no change, not restarted)"
-        )
-        return "[green]healthy[/green]", detail
-    return "[red]unhealthy[/red]", str(result.get("error", result))
-
-
-def _print(state, title: str, limit: list | None = None) -> None:
-    table = Table(title=f"{title}: {time.time() - _STARTED:.0f}s")
-    results: dict[str, dict] = {}
-    for col in ("host", "recipe", "release", "model", "weights", "status", "detail"):
-        table.add_column(col, overflow="fold")
+def outcomes(state, run: Run, limit: list | None) -> list[HostOutcome]:
+    out = []
     for host in state.inventory:
         if limit is not None and host not in limit:
             continue
-        info = PLANNED.get(host.name, {})
-        status, detail = _status(state, host)
-        results[host.name] = {
-            "status": re.sub(r"\[/?[a-z]+\]", "", status),
-            "detail": detail,
-            **info,
-        }
+        out.append(
+            outcome(
+                host.name,
+                run.record(host.name),
+                connected=host in state.activated_hosts,
+                failed=host in state.failed_hosts,
+                dry=_dry(),
+            )
+        )
+    return out
+
+
+def _print(state, run: Run, started: float, limit: list | None = None) -> None:
+    results = outcomes(state, run, limit)
+    table = Table(title=f"{run.title}: {time.time() - started:.0f}s")
+    for col in ("host", "recipe", "release", "model", "weights", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for o in results:
+        style = _STYLE.get(o.status, "red")
         table.add_row(
-            host.name,
-            info.get("recipe", "-"),
-            info.get("release", "-"),
-            info.get("model", "-"),
-            _weights(host.name, info),
-            status,
-            detail,
+            o.host,
+            o.recipe,
+            o.release,
+            o.model,
+            o.weights,
+            f"[{style}]{o.status.value}[/{style}]",
+            o.detail,
         )
     console = Console()
     if not console.is_terminal:  # logs and CI: do not fold host names and errors at 80
         console.width = max(console.width, 160)
     console.print(table)
-    if os.environ.get("LLMFLEET_RESULTS"):  # for wrappers (llmfleet rollout)
-        Path(os.environ["LLMFLEET_RESULTS"]).write_text(json.dumps(results, indent=2))
-    if any(TUNING.get(h.name) for h in state.inventory if limit is None or h in limit):
-        console.print(_tuning_table(state, limit))
-    if any(STACK.get(h.name) for h in state.inventory if limit is None or h in limit):
-        console.print(_stack_table(state, limit))
+    if os.environ.get("LLMFLEET_RESULTS"):  # for scripts and `llmfleet rollout`
+        Path(os.environ["LLMFLEET_RESULTS"]).write_text(
+            json.dumps({o.host: o.to_json() for o in results}, indent=2)
+        )
+    shown = [h for h in state.inventory if limit is None or h in limit]
+    if any(run.record(h.name).tuning for h in shown):
+        console.print(_tuning_table(state, run, shown))
+    if any(run.record(h.name).stack for h in shown):
+        console.print(_stack_table(state, run, shown))
 
 
-def _stack_table(state, limit: list | None) -> Table:
+def _stack_table(state, run: Run, shown: list) -> Table:
     """Per host: the stack, its pinned driver, what this run installed, the reboot
     decision and the verify result (the problems, when it failed)."""
     dry = " (dry run: planned, nothing applied)" if _dry() else ""
@@ -133,9 +115,9 @@ def _stack_table(state, limit: list | None) -> Table:
     columns = ("stack", "driver", "installs", "reboot", "verify")
     for col in ("host", *columns):
         table.add_column(col, overflow="fold")
-    for host in state.inventory:
-        info = STACK.get(host.name)
-        if not info or (limit is not None and host not in limit):
+    for host in shown:
+        info = run.record(host.name).stack
+        if not info:
             continue
         verify = info.get("verify") or (
             "failed before verify" if host in state.failed_hosts else "not run"
@@ -147,16 +129,14 @@ def _stack_table(state, limit: list | None) -> Table:
 _TUNING_STYLE = {"applied": "green", "skipped": "yellow", "unsupported": "yellow"}
 
 
-def _tuning_table(state, limit: list | None) -> Table:
+def _tuning_table(state, run: Run, shown: list) -> Table:
     """Per host and knob: wanted, before this run, now, and why it is not applied."""
     table = Table(title="host tuning")
     for col in ("host", "setting", "wanted", "was", "now", "status", "detail"):
         table.add_column(col, overflow="fold")
-    for host in state.inventory:
-        if limit is not None and host not in limit:
-            continue
+    for host in shown:
         ok = host in state.activated_hosts and host not in state.failed_hosts
-        for f in TUNING.get(host.name, []):
+        for f in run.record(host.name).tuning:
             status = f.status if ok or f.status != APPLIED else "failed"
             now = (f.wanted if ok else "?") if f.status == APPLIED else f.now
             style = _TUNING_STYLE.get(status, "red")
@@ -165,15 +145,3 @@ def _tuning_table(state, limit: list | None) -> Table:
                 host.name, f.setting, f.wanted, f.now, now, f"[{style}]{status}[/{style}]", detail
             )
     return table
-
-
-def _weights(name: str, info: dict[str, str]) -> str:
-    pull = PULLS.get(name)
-    if pull:
-        again = f", re-fetched {', '.join(pull['refetched'])}" if pull.get("refetched") else ""
-        return f"pulled {_human(pull.get('bytes', 0))} in {pull['wall']}s{again}"
-    return (
-        "cached (verified)"
-        if info.get("weights") == "verified"
-        else ("cached" if "model" in info else "-")
-    )

@@ -17,15 +17,11 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
 from llmfleet import tuning as tn
+from llmfleet.settings import Settings
 
 from . import summary
 from .hostfacts import HostTuning
 from .plan import fail_host
-
-
-def _flag(value: object) -> bool:
-    """Host data booleans: true/false from --data, or yes/1 typed into an inventory."""
-    return value is True or str(value).lower() in ("true", "yes", "1", "on")
 
 
 @deploy("Host tuning")
@@ -109,14 +105,14 @@ def _unit(plan: tn.TuningPlan, *, present: bool, active: bool) -> None:
     )
 
 
-def host_tuning_from_data(
-    recipe_id: str | None, sysctl: dict[str, str] | None, governor: str | None, data: dict
+def host_tuning_from_settings(
+    recipe_id: str | None, sysctl: dict[str, str] | None, governor: str | None, s: Settings
 ) -> tn.TuningPlan | None:
-    """The role with the host data switches ``tuning_strict`` and ``tuning_in_container``."""
+    """The role with the switches ``tuning_strict`` and ``tuning_in_container``."""
     return host_tuning(
         recipe_id=recipe_id,
         recipe_sysctl=sysctl,
         recipe_governor=governor,
-        strict=_flag(data.get("tuning_strict", False)),
-        in_container=_flag(data.get("tuning_in_container", False)),
+        strict=s.tuning_strict,
+        in_container=s.tuning_in_container,
     )

@@ -10,13 +10,14 @@ is a fact read from the host (the manifest in the completion marker checked
 against the files on disk), so a whole snapshot means no operation at all.
 
 The token comes only from the control node (HF_TOKEN or HF_TOKEN_FILE) and
-reaches the host as a 0600 file, never in argv, logs or the unit.
+reaches the host as a 0600 file, never in argv, logs or the unit; the file
+is removed again once the pull is verified, since the engine runs offline
+(``HF_HUB_OFFLINE=1``) and nothing else on the host needs it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import time
 from io import StringIO
@@ -27,26 +28,17 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, python, server
 
-from llmfleet.errors import LlmfleetError
-from llmfleet.hubapi import control_token, resolve_commit  # noqa: F401 (re-exported)
+from llmfleet.hostpaths import FETCH_SCRIPT as HOST_SCRIPT
+from llmfleet.hostpaths import HF_TOKEN as TOKEN_PATH
+from llmfleet.hostpaths import HUB_VENV, TOOLS_DIR, weights_marker, weights_run_dir
+from llmfleet.hubapi import control_token
+from llmfleet.outcome import human_bytes
+from llmfleet.serveplan import WeightsPlan
 
-from .pyenvs import TOOLS_DIR, PackageSource, ensure_venv
+from .pyenvs import ensure_venv
+from .run import current_run, record
 
 SCRIPT = Path(__file__).resolve().parent.parent / "files" / "scripts" / "llmfleet-fetch.py"
-HOST_SCRIPT = "/opt/llmfleet/bin/llmfleet-fetch.py"
-TOKEN_PATH = "/etc/llmfleet/hf-token"
-HUB_VENV = f"{TOOLS_DIR}/hub"
-HUB_REQUIREMENT = "huggingface_hub>=0.34"
-RESULTS: dict[str, dict] = {}
-
-
-def snapshot_dir(hf_home: str, repo: str, commit: str) -> str:
-    return f"{hf_home}/hub/models--{repo.replace('/', '--')}/snapshots/{commit}"
-
-
-def marker_path(hf_home: str, repo: str, commit: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", repo)
-    return f"{hf_home}/llmfleet/{safe}@{commit}.complete"
 
 
 class SnapshotState(FactBase):
@@ -105,14 +97,6 @@ def pull_command(
     return " ".join([*(f"{k}={q(v)}" for k, v in env.items()), *args])
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None:
     """Start the pull detached on the host, then print its progress until it ends.
 
@@ -150,8 +134,8 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
         if isinstance(p, dict) and {"done", "total", "rate"} <= set(p):
             eta = f"{p['eta']:.0f}s" if p.get("eta") is not None else "?"
             line = (
-                f"    [{host.name}] {label}: {_human(p['done'])} of {_human(p['total'])}"
-                f" at {_human(p['rate'])}/s, ETA {eta}"
+                f"    [{host.name}] {label}: {human_bytes(p['done'])} of {human_bytes(p['total'])}"
+                f" at {human_bytes(p['rate'])}/s, ETA {eta}"
             )
             if line != last:
                 print(line, flush=True)
@@ -168,53 +152,13 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
     if code != "0":
         raise RuntimeError(f"{host.name}: weights: pull of {label} failed (exit {code}):\n{tail}")
     summary = tail.splitlines()[-1] if tail else "{}"
+    wall = round(time.monotonic() - began, 1)
+    rec = record(host.name)
+    rec.timings["pull_s"] = wall
     try:
-        RESULTS[host.name] = {**json.loads(summary), "wall": round(time.monotonic() - began, 1)}
+        rec.pull = {**json.loads(summary), "wall": wall}
     except ValueError:
-        RESULTS[host.name] = {"wall": round(time.monotonic() - began, 1)}
-
-
-def weights_options(data: dict) -> dict:
-    """Host data knobs of the pull: ``weights_workers``, ``weights_include`` (glob list),
-    ``weights_verify`` (checksums every run), ``hub_requirement`` (the tool venv's pin)."""
-    include = data.get("weights_include") or []
-    return {
-        "workers": int(data.get("weights_workers") or 8),
-        "include": [include] if isinstance(include, str) else list(include),
-        "verify": str(data.get("weights_verify", "false")).lower() in ("1", "true", "yes"),
-        "hub_requirement": data.get("hub_requirement") or HUB_REQUIREMENT,
-        **fanout(data),
-    }
-
-
-def fanout(data: dict) -> dict:
-    """Site fan-out without a mirror: ``weights_peer: HOST`` copies from that host;
-    the named host serves its finished snapshot to the hosts that need it."""
-    from pyinfra import inventory, state
-
-    def targeted(h) -> bool:
-        return state.is_host_in_limit(h)
-
-    peer = data.get("weights_peer")
-    peer = None if peer == host.name else peer
-    address = None
-    if peer:
-        other = inventory.get_host(peer)
-        if other is None:
-            raise LlmfleetError(f"{host.name}: weights_peer: no host {peer!r} in the inventory")
-        address = str(other.data.get("ssh_hostname") or peer)
-    serves = any(
-        h.data.get("weights_peer") == host.name and h.name != host.name
-        for h in inventory
-        if targeted(h)
-    )
-    port = int(data.get("weights_peer_port") or PEER_PORT)
-    return {"peer": peer, "peer_address": address, "serves_peers": serves, "peer_port": port}
-
-
-PEER_PORT = 8099
-# peer host name -> True once a host that copies from it was prepared (read at run time)
-PEER_NEEDED: dict[str, bool] = {}
+        rec.pull = {"wall": wall}
 
 
 def _target_args(
@@ -293,75 +237,70 @@ def _serve_peers(marker: str, bind: str, port: int, run_dir: str) -> None:
         )
 
 
+def _token_ops(token: str | None, ops: list[OperationMeta]) -> None:
+    if token:
+        ops.append(
+            files.put(
+                name="Hub token (0600, removed after the pull)",
+                src=StringIO(token),
+                dest=TOKEN_PATH,
+                mode="600",
+                user="root",
+                group="root",
+            )
+        )
+
+
 @deploy("Model weights")
-def weights(
-    repo: str,
-    commit: str,
-    hf_home: str,
-    endpoint: str | None,
-    source: PackageSource,
-    ops: list[OperationMeta],
-    workers: int = 8,
-    include: list[str] | None = None,
-    verify: bool = False,
-    hub_requirement: str = HUB_REQUIREMENT,
-    peer: str | None = None,
-    peer_address: str | None = None,
-    serves_peers: bool = False,
-    peer_port: int = PEER_PORT,
-) -> None:
-    """Pull from the Hub (or mirror); with ``peer``, copy from that host of the site
-    instead (fan-out without a mirror); with ``serves_peers``, serve the copies."""
-    marker = marker_path(hf_home, repo, commit)
-    run_dir = f"{hf_home}/llmfleet/run"
-    state = host.get_fact(SnapshotState, marker=marker, hashes=verify)
+def weights(w: WeightsPlan, ops: list[OperationMeta]) -> None:
+    """Pull the plan's snapshot from the Hub (or mirror); with ``w.peer``, copy from that
+    host of the site instead (fan-out without a mirror); with ``w.serves_peers``, serve
+    the copies."""
+    marker = weights_marker(w.hf_home, w.repo, w.commit)
+    run_dir = weights_run_dir(w.hf_home)
+    state = host.get_fact(SnapshotState, marker=marker, hashes=w.verify)
+    run = current_run()
     me = host.name  # for the run-time checks below (the `host` proxy moves on)
+    token = None
     if not state.get("ok"):
         if state.get("bad"):
-            print(f"    [{host.name}] weights: {repo}@{commit[:12]} needs repair: {state['bad']}")
-        ops.append(files.directory(name="Weights cache", path=f"{hf_home}/llmfleet", mode="755"))
+            print(f"    [{host.name}] weights: {w.label} needs repair: {state['bad']}")
+        ops.append(files.directory(name="Weights cache", path=f"{w.hf_home}/llmfleet", mode="755"))
         ops.append(files.put(name="Fetch script", src=str(SCRIPT), dest=HOST_SCRIPT, mode="755"))
-        if not peer:  # from a peer, the copy op comes below, once the peer serves
-            ensure_venv("Hub tools", HUB_VENV, [hub_requirement], source, ops, parent=TOOLS_DIR)
+        if not w.peer:  # from a peer, the copy op comes below, once the peer serves
+            ensure_venv("Hub tools", HUB_VENV, [w.hub_requirement], w.source, ops, parent=TOOLS_DIR)
             token = control_token()
-            if token:
-                ops.append(
-                    files.put(
-                        name="Hub token (0600)",
-                        src=StringIO(token),
-                        dest=TOKEN_PATH,
-                        mode="600",
-                        user="root",
-                        group="root",
-                    )
-                )
+            _token_ops(token, ops)
             command = pull_command(
-                repo,
-                commit,
-                hf_home,
+                w.repo,
+                w.commit,
+                w.hf_home,
                 marker,
-                endpoint=endpoint,
+                endpoint=w.endpoint,
                 token=bool(token),
-                workers=workers,
-                include=list(include or []),
-                verify=verify or bool(state.get("bad")),
+                workers=w.workers,
+                include=list(w.include),
+                verify=w.verify or bool(state.get("bad")),
                 progress=f"{run_dir}/progress.json",
             )
             ops.append(
                 python.call(
-                    name=f"Pull {repo}@{commit[:12]}",
+                    name=f"Pull {w.label}",
                     function=_run_pull,
                     command=command,
                     run_dir=run_dir,
-                    label=f"{repo}@{commit[:12]}",
+                    label=w.label,
                 )
             )
+    if token:
+        # reached only when the pull above ended verified; the engine runs offline
+        ops.append(files.file(name="No Hub token left on the host", path=TOKEN_PATH, present=False))
     # One operation for both sides of a fan-out, so pyinfra runs them together: the
     # serving host starts its server at once, the copying hosts wait for it and copy.
-    copying = bool(peer and not state.get("ok"))
+    copying = bool(w.peer and not state.get("ok"))
     if copying:
-        PEER_NEEDED[peer] = True
-    if serves_peers or copying:
+        run.peer_needed[str(w.peer)] = True
+    if w.serves_peers or copying:
         fan = python.call(
             name="Fan out weights (peer serves, others copy)",
             function=_fan_out,
@@ -370,35 +309,35 @@ def weights(
             else {
                 "marker": marker,
                 "bind": str(host.data.get("ssh_hostname") or host.name),
-                "port": peer_port,
+                "port": w.peer_port,
                 "run_dir": run_dir,
             },
             copy=None
             if not copying
             else {
                 "command": peer_command(
-                    f"http://{peer_address}:{peer_port}",
-                    repo,
-                    commit,
-                    hf_home,
+                    f"http://{w.peer_address}:{w.peer_port}",
+                    w.repo,
+                    w.commit,
+                    w.hf_home,
                     marker,
-                    workers,
+                    w.workers,
                     f"{run_dir}/progress.json",
-                    verify,
+                    w.verify,
                 ),
-                "url": f"http://{peer_address}:{peer_port}/marker.json",
+                "url": f"http://{w.peer_address}:{w.peer_port}/marker.json",
                 "run_dir": run_dir,
-                "label": f"{repo}@{commit[:12]} from {peer}",
+                "label": f"{w.label} from {w.peer}",
             },
-            _if=lambda: copying or PEER_NEEDED.get(me, False),
+            _if=lambda: copying or run.peer_needed.get(me, False),
         )
         if copying:
             ops.append(fan)
-    if serves_peers:
+    if w.serves_peers:
         server.shell(
             name="Stop serving peers",
             commands=[
                 f"kill $(cat {run_dir}/peer-serve.pid) 2>/dev/null; rm -f {run_dir}/peer-serve.pid"
             ],
-            _if=lambda: PEER_NEEDED.get(me, False),
+            _if=lambda: run.peer_needed.get(me, False),
         )

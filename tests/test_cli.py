@@ -83,7 +83,7 @@ def test_render_unit_shows_systemd_unit(capsys) -> None:
 
 def test_bad_input_exits_2_with_a_message(capsys) -> None:
     rc, _, err = run(capsys, "recipes", "render", "vllm-h200-bf16-text", "--set", "prot=1")
-    assert rc == 2 and "prot: unknown override key" in err
+    assert rc == 2 and "prot: unknown key" in err and "did you mean port?" in err
     rc, _, err = run(capsys, "recipes", "show", "no-such-recipe")
     assert rc == 2 and "unknown recipe 'no-such-recipe'" in err
 

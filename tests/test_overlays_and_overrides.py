@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from llmfleet.deployment import Deployment
 from llmfleet.errors import ValidationError
 from llmfleet.render import render
+from llmfleet.settings import Settings, settings_from
 
 
 def _render(catalog, rid, **sets):
-    return render(catalog, catalog.recipe(rid), Deployment.from_mapping(sets))
+    return render(catalog, catalog.recipe(rid), settings_from(sets))
 
 
 def _flag(argv, name):
@@ -91,9 +91,9 @@ def test_flag_overrides_set_switch_and_drop(catalog) -> None:
 
 def test_unknown_override_key_names_the_key_and_the_choices() -> None:
     with pytest.raises(ValidationError) as exc:
-        Deployment.from_mapping({"prot": "8000"}, host_name="gpu1")
+        settings_from({"prot": "8000"}, host="gpu1")
     text = str(exc.value)
-    assert "gpu1: prot: unknown override key" in text and "port" in text
+    assert "gpu1: prot: unknown key" in text and "did you mean port?" in text
 
 
 def test_missing_placeholder_value_names_the_setting(catalog) -> None:
@@ -108,7 +108,7 @@ def test_docker_runtime_without_image_is_refused(catalog) -> None:
 
 def test_multinode_rank_out_of_range(catalog) -> None:
     with pytest.raises(ValidationError, match=r"node_rank: 2 is outside 0\.\.1"):
-        render(catalog, catalog.recipe("vllm-gb200-bf16-2node"), Deployment(), rank=2)
+        render(catalog, catalog.recipe("vllm-gb200-bf16-2node"), Settings(), rank=2)
 
 
 def test_extends_inherits_and_null_deletes(catalog) -> None:

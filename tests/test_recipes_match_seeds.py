@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from seeds import SEEDS, commands, normalise, split_docker
 
-from llmfleet.deployment import Deployment
 from llmfleet.render import render
+from llmfleet.settings import Settings, settings_from
 
 ASCEND = [
     "ascend-a3-w4a8-in128k-out1k-20ms",
@@ -58,10 +58,10 @@ def test_recipe_renders_the_guide_command(catalog, cmd) -> None:
     rid, sets, rank = EXPECTED[cmd.key]
     recipe = catalog.recipe(rid)
     tokens = cmd.tokens
-    dep = Deployment.from_mapping({"hf_home": "~/.cache/huggingface", **sets})
+    dep = settings_from({"hf_home": "~/.cache/huggingface", **sets})
     if tokens[0] == "docker":
         opts, image, tokens = split_docker(tokens)
-        dep = Deployment.from_mapping(
+        dep = settings_from(
             {"hf_home": "~/.cache/huggingface", "runtime": "docker", "port": "8000", **sets}
         )
         r = render(catalog, recipe, dep, rank=rank)
@@ -87,7 +87,7 @@ def test_deployment_values_come_from_the_deployment(catalog) -> None:
     r = render(
         catalog,
         catalog.recipe("vllm-h200-bf16-text"),
-        Deployment.from_mapping(
+        settings_from(
             {"model_path": "/models/q", "port": "9001", "served_name": "q", "bind": "10.1.1.1"}
         ),
     )
@@ -108,7 +108,7 @@ def test_guide_defaults_for_host_and_port(catalog) -> None:
     r = render(
         catalog,
         catalog.recipe("ascend-a3-w4a8-in16k-out1k-20ms"),
-        Deployment.from_mapping({"network_interface": "enp1s0"}),
+        settings_from({"network_interface": "enp1s0"}),
     )
     assert (r.host, r.port) == ("127.0.0.1", 6688)
     assert r.env["HCCL_SOCKET_IFNAME"] == "enp1s0" == r.env["GLOO_SOCKET_IFNAME"]
@@ -135,8 +135,8 @@ def test_guide_defaults_for_host_and_port(catalog) -> None:
 )
 def test_recipes_the_guides_describe_in_prose(catalog, rid, base, hardware, changed) -> None:
     """Configurations stated in tables/tips rather than as a command: same flags, per hardware."""
-    ours = render(catalog, catalog.recipe(rid), Deployment())
-    theirs = render(catalog, catalog.recipe(base), Deployment())
+    ours = render(catalog, catalog.recipe(rid), Settings())
+    theirs = render(catalog, catalog.recipe(base), Settings())
     expected = dict(normalise(theirs.argv, 3)[1]) | changed
     assert dict(normalise(ours.argv, 3)[1]) == expected
     assert ours.hardware == hardware

@@ -18,7 +18,7 @@ import urllib.request
 HEADERS = {"Content-Type": "application/json"}
 
 
-def api_key(env_file: str) -> str | None:
+def api_key(env_file: str, key_env: str) -> str | None:
     """The endpoint key from the unit's 0600 env file (we run as root); never from argv."""
     try:
         with open(env_file) as fh:
@@ -26,7 +26,7 @@ def api_key(env_file: str) -> str | None:
     except OSError:
         return None
     for line in lines:
-        if line.startswith("VLLM_API_KEY="):
+        if line.startswith(f"{key_env}="):
             return line.split("=", 1)[1].strip().strip("'\"")
     return None
 
@@ -68,8 +68,9 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--prompt", default="Say hello.")
     p.add_argument("--env-file", default="/etc/llmfleet/serve.env")
+    p.add_argument("--key-env", help="the env-file variable holding the endpoint key")
     a = p.parse_args()
-    key = api_key(a.env_file)
+    key = api_key(a.env_file, a.key_env) if a.key_env else None
     if key:
         HEADERS["Authorization"] = f"Bearer {key}"
     base = f"http://127.0.0.1:{a.port}"

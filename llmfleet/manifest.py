@@ -1,0 +1,111 @@
+"""The release manifest: what one release on a host is, as one typed record.
+
+The serve deploy writes it (``/var/lib/llmfleet/releases/<id>/manifest.json``);
+``deploys/rollback.py``, ``llmfleet status`` and ``llmfleet releases`` read
+it back through ``ReleaseManifest.from_json``.  The JSON shape is stable:
+releases written by earlier versions still read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def release_id(unit: str, env: str) -> str:
+    """Content address of a release: the unit and env file pin everything that runs."""
+    return hashlib.sha256(f"{unit}\0{env}".encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ReleaseManifest:
+    id: str
+    recipe: str
+    runtime: str
+    venv: str | None
+    packages: list[str]
+    model_repo: str
+    revision: str
+    commit: str
+    port: int
+    served_name: str
+    argv: list[str]
+    overrides: dict[str, str] = field(default_factory=dict)
+    # the env-file variable holding the endpoint key, for probes (None: no key)
+    api_key_env: str | None = None
+
+    @property
+    def model(self) -> str:
+        return f"{self.model_repo}@{self.commit[:12]}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "recipe": self.recipe,
+            "overrides": dict(self.overrides),
+            "engine": {"runtime": self.runtime, "venv": self.venv, "packages": self.packages},
+            "model": {"repo": self.model_repo, "revision": self.revision, "commit": self.commit},
+            "port": self.port,
+            "served_name": self.served_name,
+            "argv": self.argv,
+            "api_key_env": self.api_key_env,
+        }
+
+    def text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReleaseManifest:
+        engine, model = data.get("engine") or {}, data.get("model") or {}
+        return cls(
+            id=str(data.get("id", "")),
+            recipe=str(data.get("recipe", "-")),
+            runtime=str(engine.get("runtime", "venv")),
+            venv=engine.get("venv"),
+            packages=list(engine.get("packages", [])),
+            model_repo=str(model.get("repo", "-")),
+            revision=str(model.get("revision", "-")),
+            commit=str(model.get("commit", "-")),
+            port=int(data.get("port", 8000)),
+            served_name=str(data.get("served_name", "")),
+            argv=list(data.get("argv", [])),
+            overrides=dict(data.get("overrides", {})),
+            api_key_env=data.get("api_key_env"),
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """The releases kept on one host: which is current, which previous."""
+
+    current: str | None = None
+    previous: str | None = None
+    releases: dict[str, ReleaseManifest] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReleaseState:
+        return cls(
+            current=data.get("current"),
+            previous=data.get("previous"),
+            releases={
+                rid: ReleaseManifest.from_json({"id": rid, **m})
+                for rid, m in (data.get("releases") or {}).items()
+                if isinstance(m, dict)
+            },
+        )
+
+    def find(self, wanted: str | None) -> tuple[str | None, str]:
+        """(release id, "") for ``wanted`` (an id, its prefix, or None for previous), or
+        (None, why) with the choices named."""
+        if not wanted:
+            if self.previous and self.previous in self.releases:
+                return self.previous, ""
+            return None, "no previous release on this host to roll back to"
+        hits = [r for r in self.releases if r.startswith(wanted)]
+        if len(hits) == 1:
+            return hits[0], ""
+        known = ", ".join(sorted(self.releases)) or "none"
+        what = "is ambiguous" if hits else "not found"
+        return None, f"release {wanted!r} {what} (releases: {known})"

@@ -1,0 +1,459 @@
+"""Every host/group-data key llmfleet reads: one typed schema, parsed once per host.
+
+The schema is the ``Settings`` dataclass below: each field is one key, with
+its type (the annotation), its default, a one-line doc, the deploys that read
+it and, where it has them, allowed values and bounds.  ``parse_settings``
+turns pyinfra's flat host data (inventory, group data, ``--data``) into a
+``Settings`` during validation, before anything connects, so:
+
+- a typo (``prot: 8001``) is an error naming the host, the key and the
+  closest known key, never silently ignored;
+- a bad value (``health_timeout: "ten"``) fails that host in the plan, never
+  with a Python exception in the middle of a run;
+- the README's key table is generated from here (``docs/settings.md``), so
+  the documentation cannot drift from what the code reads.
+
+pyinfra's own keys pass through untouched: connector keys (``ssh_*``,
+``fake_*``, ``docker_*``, ...) and operation arguments (``_sudo``, ...).
+Keys of your own (a rack name, an owner) go under ``x_``: llmfleet ignores
+them.  Engine flags, environment variables and overlays are the
+``flag.``/``env.``/``overlay.`` prefixed keys (or the ``flags``/``env``/
+``overlays`` mappings).
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+from .errors import Problem, ValidationError
+from .hostpaths import DEFAULT_HF_HOME
+
+USER_PREFIX = "x_"
+PREFIXES = {
+    "flag.": (
+        "flags",
+        "set an engine flag: flag.--max-model-len=4096; true = bare switch, false = drop it",
+    ),
+    "env.": ("env", "add a variable to the server's environment file"),
+    "overlay.": ("overlays", "apply an overlay: overlay.tool-calling=true, overlay.mtp-tokens=3"),
+}
+HUB_REQUIREMENT = "huggingface_hub>=0.34"
+
+# deploys, as named in the table
+SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR = (
+    "serve",
+    "weights",
+    "rollback",
+    "onboard",
+    "preflight",
+    "mirror",
+)
+# "plan": the key shapes the rendered command/unit, so `recipes render --set` takes it too
+RENDER_KEY = "plan"
+RENDER = (SERVE, WEIGHTS, RENDER_KEY)
+
+
+def key(
+    default: Any,
+    doc: str,
+    deploys: tuple[str, ...] | str,
+    *,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    """One schema entry: a dataclass field carrying its doc, deploys and bounds."""
+    meta = {
+        "doc": doc,
+        "deploys": (deploys,) if isinstance(deploys, str) else tuple(deploys),
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+    }
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One host's settings: every key llmfleet reads, typed, with its default."""
+
+    # --- what the host is and serves
+    hardware: str | None = key(
+        None,
+        "hardware profile (files/hardware/): h200, b200, mi300x, cpu, ...",
+        (SERVE, WEIGHTS, ONBOARD, PREFLIGHT),
+    )
+    recipe: str | None = key(
+        None,
+        "recipe id (llmfleet recipes list); optional for onboard and preflight",
+        (SERVE, WEIGHTS, ONBOARD, PREFLIGHT),
+    )
+    # --- how the recipe is deployed (also --set KEY=VALUE of `recipes render`)
+    model_path: str | None = key(
+        None,
+        "weights directory the engine loads (default: the pinned snapshot in hf_home)",
+        RENDER,
+    )
+    model_repo: str | None = key(
+        None, "Hub repo of the weights instead of the recipe's (same architecture)", RENDER
+    )
+    revision: str | None = key(
+        None,
+        "model revision (branch, tag or commit; default the recipe's), pinned to a "
+        "commit on the control node",
+        RENDER,
+    )
+    bind: str | None = key(None, "address the engine binds (default the recipe's)", RENDER)
+    port: int | None = key(
+        None,
+        "TCP port the engine listens on (default the recipe's, usually 8000)",
+        RENDER,
+        minimum=1,
+        maximum=65535,
+    )
+    served_name: str | None = key(
+        None, "model name clients send (--served-model-name; default the recipe's)", RENDER
+    )
+    runtime: str | None = key(
+        None,
+        "venv (pinned Python environment) or docker (pinned image); default the recipe's",
+        RENDER,
+        choices=("venv", "docker"),
+    )
+    image: str | None = key(None, "container image for the docker runtime", RENDER)
+    venv: str | None = key(
+        None,
+        "engine environment path (default /opt/llmfleet/engines/<engine>-<hash of pins>)",
+        SERVE,
+    )
+    hf_home: str = key(
+        DEFAULT_HF_HOME,
+        "Hugging Face cache on the host, shared by releases",
+        (*RENDER, PREFLIGHT),
+    )
+    master_addr: str | None = key(None, "rank 0's address, multi-node recipes", RENDER)
+    dist_port: int | None = key(
+        None,
+        "rendezvous port (SGLang --dist-init-addr), multi-node recipes",
+        RENDER,
+        minimum=1,
+        maximum=65535,
+    )
+    node_rank: int = key(0, "this host's rank in a multi-node recipe", RENDER, minimum=0)
+    network_interface: str | None = key(
+        None, "NIC for HCCL/Gloo socket traffic (Ascend recipes)", RENDER
+    )
+    flags: dict[str, str] = key({}, "engine flags by name (same as flag.NAME keys)", RENDER)
+    env: dict[str, str] = key({}, "environment variables (same as env.NAME keys)", RENDER)
+    overlays: dict[str, str] = key({}, "overlays by id (same as overlay.ID keys)", RENDER)
+    host_memory_gb: float | None = key(
+        None, "memory the cpu profile may use for the memory-fit check", RENDER, minimum=0
+    )
+    # --- engine environment and packages
+    engine_packages: list[str] = key([], "engine packages instead of the recipe's pins", SERVE)
+    engine_find_links: str | None = key(
+        None, "site wheelhouse URL or path (pip --find-links, no index)", (SERVE, WEIGHTS, MIRROR)
+    )
+    engine_index_url: str | None = key(None, "site package index URL", (SERVE, WEIGHTS, MIRROR))
+    engine_excludes: str | None = key(
+        None,
+        "requirements file of packages to keep out of every environment (uv --excludes)",
+        (SERVE, WEIGHTS, MIRROR),
+    )
+    uv_url: str | None = key(
+        None,
+        "URL of a uv binary (air-gapped sites); default pip installs uv",
+        (SERVE, WEIGHTS, MIRROR),
+    )
+    uv_requirement: str = key(
+        "uv", "pip requirement for uv when uv_url is unset", (SERVE, WEIGHTS, MIRROR)
+    )
+    # --- the server unit, releases and health
+    service_user: str = key("llmfleet", "system user the engine runs as (venv runtime)", SERVE)
+    systemd_hardening: bool = key(True, "ProtectSystem, NoNewPrivileges, ... in the unit", SERVE)
+    health_timeout: int = key(
+        900,
+        "seconds a new release has to serve (health, models, one completion)",
+        (SERVE, ROLLBACK),
+        minimum=1,
+    )
+    release_keep: int = key(
+        5, "releases kept per host (current and previous always)", (SERVE, ROLLBACK), minimum=2
+    )
+    release: str | None = key(
+        None, "release id (or prefix) to roll back to; default the previous one", ROLLBACK
+    )
+    api_key: bool = key(
+        False, "generate an endpoint API key per host on the control node (vLLM)", SERVE
+    )
+    api_key_file: str | None = key(None, "control-node file holding the endpoint API key", SERVE)
+    # --- weights
+    hf_endpoint: str | None = key(
+        None,
+        "Hub endpoint the hosts pull from (a site mirror, http://CACHE:8090)",
+        (SERVE, WEIGHTS, MIRROR),
+    )
+    hf_control_endpoint: str | None = key(
+        None,
+        "Hub endpoint the control node resolves revisions at (default hf_endpoint)",
+        (SERVE, WEIGHTS),
+    )
+    hub_requirement: str = key(
+        HUB_REQUIREMENT, "huggingface_hub pin of the hosts' pull tool venv", (SERVE, WEIGHTS)
+    )
+    weights_workers: int = key(8, "files pulled in parallel", (SERVE, WEIGHTS), minimum=1)
+    weights_include: list[str] = key([], "only files matching these globs", (SERVE, WEIGHTS))
+    weights_verify: bool = key(
+        False,
+        "check every file's sha256 on every run (sizes are always checked)",
+        (SERVE, WEIGHTS),
+    )
+    weights_peer: str | None = key(
+        None, "inventory host to copy weights from (fan-out without a mirror)", (SERVE, WEIGHTS)
+    )
+    weights_peer_port: int = key(
+        8099, "port the peer serves weights on", (SERVE, WEIGHTS), minimum=1, maximum=65535
+    )
+    # --- site mirror (deploys/mirror.py)
+    mirror_port: int = key(8090, "port of the olah Hub mirror", MIRROR, minimum=1, maximum=65535)
+    mirror_upstream: str | None = key(
+        None, "Hub the mirror caches (default hf_endpoint, else huggingface.co)", MIRROR
+    )
+    mirror_cache_size: str = key("2TB", "olah cache size limit", MIRROR)
+    # --- onboarding: accelerator stack and tuning
+    accelerator_stack: str | None = key(
+        None,
+        "vendor stack to install (default the hardware's vendor; none skips)",
+        ONBOARD,
+        choices=("nvidia", "rocm", "cann", "none", "cpu"),
+    )
+    stack_reboot: str = key(
+        "auto",
+        "reboot when a kernel module changed: auto, never, always",
+        ONBOARD,
+        choices=("auto", "never", "always"),
+    )
+    nvidia_driver_version: str | None = key(
+        None, "NVIDIA driver branch or version (moves the whole stack)", ONBOARD
+    )
+    nvidia_open_modules: bool = key(True, "NVIDIA open kernel modules", ONBOARD)
+    vendor_mirrors: dict[str, str] = key({}, "vendor repo URL prefix -> site mirror URL", ONBOARD)
+    devices_per_host: int | None = key(
+        None,
+        "devices the stack verify expects (default the hardware profile's)",
+        ONBOARD,
+        minimum=0,
+    )
+    cann_installer_url: str | None = key(None, "where the CANN installers are (Ascend)", ONBOARD)
+    cann_sha256: dict[str, str] = key({}, "installer file -> sha256 (Ascend)", ONBOARD)
+    tuning_strict: bool = key(False, "fail the host when a tuning knob cannot be set", ONBOARD)
+    tuning_in_container: bool = key(
+        False, "tune kernel-global knobs even inside a container", ONBOARD
+    )
+
+    def overrides(self) -> dict[str, str]:
+        """The render keys that differ from the defaults, flat and as text: what a release
+        manifest records as the deployment's own choices."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            if RENDER_KEY not in f.metadata["deploys"] or f.name in ("hardware", "recipe"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("flags", "env", "overlays"):
+                prefix = next(p for p, (attr, _) in PREFIXES.items() if attr == f.name)
+                out.update({f"{prefix}{k}": v for k, v in value.items()})
+            elif value != _default(f):
+                out[f.name] = text(value)
+        return out
+
+
+def _default(f) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def text(value: Any) -> str:
+    """Values as engine flags and env files write them: booleans lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@lru_cache(maxsize=1)
+def _types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """name -> dataclass field, in declaration order."""
+    return {f.name: f for f in fields(Settings)}
+
+
+@lru_cache(maxsize=1)
+def _passthrough_prefixes() -> tuple[str, ...]:
+    """pyinfra's operation arguments (``_sudo``) and every connector's keys (``ssh_``)."""
+    from pyinfra.api.connectors import get_all_connectors
+
+    return ("_", *sorted(f"{name}_" for name in get_all_connectors()))
+
+
+def is_pyinfra_key(name: str) -> bool:
+    return name.startswith(_passthrough_prefixes())
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """``value`` as ``kind``; raises ValueError with a readable reason."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(kind)
+    if origin is list:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, int, float)) for v in value
+        ):
+            return [str(v) for v in value]
+        raise ValueError("expected a list of strings")
+    if origin is dict:
+        if isinstance(value, dict):
+            return {str(k): text(v) for k, v in value.items()}
+        if name in ("flags", "overlays") and isinstance(value, (list, tuple)):
+            return {str(v): "true" for v in value}
+        raise ValueError("expected a mapping")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in _TRUE | _FALSE:
+            return str(value).strip().lower() in _TRUE
+        raise ValueError("expected true or false")
+    if kind in (int, float):
+        noun = "an integer" if kind is int else "a number"
+        if isinstance(value, (bool, dict, list, tuple)):
+            raise ValueError(f"expected {noun}")
+        if kind is int and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"expected {noun}")
+            return int(value)
+        try:
+            return kind(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected {noun}") from None
+    if isinstance(value, (dict, list, tuple)) or value is None:
+        raise ValueError("expected a string")
+    return text(value)
+
+
+def _check_bounds(f, value: Any) -> str | None:
+    meta = f.metadata
+    if value is None:
+        return None
+    if meta["choices"] and value not in meta["choices"]:
+        return f"expected one of {', '.join(meta['choices'])}"
+    lo, hi = meta["minimum"], meta["maximum"]
+    if lo is not None and value < lo:
+        return f"must be at least {lo:g}"
+    if hi is not None and value > hi:
+        return f"must be at most {hi:g}"
+    return None
+
+
+def closest(name: str) -> str | None:
+    """The known key (or prefix) a typo most likely meant."""
+    known = [*schema(), *PREFIXES]
+    hits = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return hits[0] if hits else None
+
+
+def _unknown(host: str, name: str) -> Problem:
+    near = closest(name)
+    fix = f"did you mean {near}?" if near else "see docs/settings.md"
+    return Problem(
+        host, name, "unknown key", fix=f"{fix} (keys of your own go under {USER_PREFIX}...)"
+    )
+
+
+def parse_settings(host: str, data: dict[str, Any]) -> tuple[Settings, list[Problem]]:
+    """Parse and coerce flat host data; every problem names the host and the key.
+
+    Bad keys leave their default in place, so the caller can still report
+    everything else; a host with any problem must not be deployed.
+    """
+    known, kinds = schema(), _types()
+    values: dict[str, Any] = {}
+    nested: dict[str, dict[str, str]] = {attr: {} for attr, _ in PREFIXES.values()}
+    problems: list[Problem] = []
+    for name, value in data.items():
+        if name.startswith(USER_PREFIX) or is_pyinfra_key(name):
+            continue
+        prefix = next((p for p in PREFIXES if name.startswith(p)), None)
+        if prefix:
+            if value is not None:
+                nested[PREFIXES[prefix][0]][name[len(prefix) :]] = text(value)
+            continue
+        if name not in known:
+            problems.append(_unknown(host, name))
+            continue
+        if value is None:  # group data may set None to mean "the default"
+            continue
+        try:
+            coerced = _coerce(name, value, kinds[name])
+        except ValueError as exc:
+            problems.append(
+                Problem(host, name, f"{value!r}: {exc}", fix=known[name].metadata["doc"])
+            )
+            continue
+        why = _check_bounds(known[name], coerced)
+        if why:
+            problems.append(Problem(host, name, f"{value!r}: {why}"))
+            continue
+        values[name] = coerced
+    for attr, extra in nested.items():
+        if extra:
+            values[attr] = {**values.get(attr, {}), **extra}
+    return Settings(**values), problems
+
+
+def schema_markdown() -> str:
+    """The README's key table (docs/settings.md), generated so it cannot drift."""
+    kinds = _types()
+    lines = [
+        "| key | type | default | deploys | what |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f in schema().items():
+        kind = str(kinds[name]).replace("typing.", "").replace("NoneType", "None")
+        kind = kind.replace("<class '", "").replace("'>", "")
+        default = _default(f)
+        shown = "-" if default in (None, [], {}) else f"`{text(default)}`"
+        doc = f.metadata["doc"]
+        if f.metadata["choices"]:
+            doc += f" (one of: {', '.join(f.metadata['choices'])})"
+        kind_text = kind.replace("|", "\\|")
+        lines.append(
+            f"| `{name}` | {kind_text} | {shown} | {', '.join(f.metadata['deploys'])} | {doc} |"
+        )
+    for prefix, (_attr, doc) in PREFIXES.items():
+        lines.append(f"| `{prefix}NAME` | str | - | {', '.join(RENDER)} | {doc} |")
+    lines.append(f"| `{USER_PREFIX}*` | any | - | - | yours: llmfleet ignores them |")
+    return "\n".join(lines) + "\n"
+
+
+def settings_from(data: dict[str, Any], host: str = "-") -> Settings:
+    """``parse_settings`` for callers that stop at the first bad host (the CLI, tests)."""
+    settings, problems = parse_settings(host, data)
+    if problems:
+        raise ValidationError(problems)
+    return settings
