@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import shlex
-from dataclasses import asdict
 from typing import Any
 
 from pyinfra import host
@@ -260,7 +259,7 @@ def stack_from_data(plan: Any) -> None:
             facts,
             hardware=plan.hardware,
             runtime=runtime,
-            data=asdict(settings),
+            settings=settings,
         )
     except StackError as exc:
         summary.note_stack(host.name, {"stack": vendor, "verify": str(exc)})

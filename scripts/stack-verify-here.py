@@ -16,9 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmfleet.catalog import load  # noqa: E402
+from llmfleet.catalog import load
 from llmfleet.hostfacts.devices import parse_fm_version, parse_nvidia_smi_xml  # noqa: E402
 from llmfleet.hostfacts.system import Cpu, HostFacts, parse_os_release  # noqa: E402
+from llmfleet.settings import Settings  # noqa: E402
 from llmfleet.stacks.plan import load_stack, plan_stack  # noqa: E402
 from llmfleet.stacks.verify import parse_state, state_command, verify  # noqa: E402
 
@@ -39,7 +40,7 @@ def main() -> int:
         load_stack("nvidia"),
         facts,
         hardware=load().hw(hardware),
-        data={"devices_per_host": devices},
+        settings=Settings(devices_per_host=devices),
     )
     print(f"os: {facts.os.pretty_name if facts.os else '?'}; arch {platform.machine()}")
     print(f"repo: {plan.repos[0].uri}")

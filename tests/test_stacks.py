@@ -14,6 +14,7 @@ from hostfixtures import output
 from llmfleet.catalog import load
 from llmfleet.hostfacts.devices import parse_nvidia_smi_xml
 from llmfleet.hostfacts.system import Cpu, HostFacts, OsRelease
+from llmfleet.settings import settings_from
 from llmfleet.stacks.plan import StackError, StackPlan, installer_files, load_stack, plan_stack
 from llmfleet.stacks.verify import (
     Installed,
@@ -42,7 +43,7 @@ def plan(vendor: str, hardware: str, os_=UBUNTU, arch="x86_64", runtime="venv", 
         facts(os_, arch),
         hardware=CATALOG.hw(hardware),
         runtime=runtime,
-        data=data,
+        settings=settings_from(data),
     )
 
 

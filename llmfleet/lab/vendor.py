@@ -39,6 +39,7 @@ from pathlib import Path
 
 from llmfleet.catalog import load
 from llmfleet.hostfacts.system import Cpu, HostFacts, OsRelease
+from llmfleet.settings import Settings
 from llmfleet.stacks.plan import (
     STACKS_DIR,
     AptRepo,
@@ -333,13 +334,15 @@ def _plans() -> dict[str, StackPlan]:
     build makes, so the plans get placeholders (only the file names matter here)."""
     catalog = load()
     names = installer_files(load_stack("cann"), LAB_FACTS.cpu.arch)
-    data = {
-        "vendor_mirrors": mirrors(PLACEHOLDER),
-        "cann_installer_url": f"{PLACEHOLDER}/{ASCEND_DIR}",
-        "cann_sha256": dict.fromkeys(names, "0" * 64),
-    }
+    settings = Settings(
+        vendor_mirrors=mirrors(PLACEHOLDER),
+        cann_installer_url=f"{PLACEHOLDER}/{ASCEND_DIR}",
+        cann_sha256=dict.fromkeys(names, "0" * 64),
+    )
     return {
-        vendor: plan_stack("lab", load_stack(vendor), LAB_FACTS, hardware=catalog.hw(hw), data=data)
+        vendor: plan_stack(
+            "lab", load_stack(vendor), LAB_FACTS, hardware=catalog.hw(hw), settings=settings
+        )
         for vendor, hw in LAB_HARDWARE.items()
     }
 

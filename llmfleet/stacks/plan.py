@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import LlmfleetError
 from ..hostfacts.system import HostFacts
+from ..settings import Settings
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "files" / "stacks"
 KEYRINGS = "/etc/apt/keyrings"
@@ -160,17 +161,17 @@ def plan_stack(
     *,
     hardware: Any,
     runtime: str = "venv",
-    data: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> StackPlan:
-    """The stack ``doc`` for this host. ``data`` is the host's inventory data:
-    ``vendor_mirrors`` ({url prefix: mirror}), ``nvidia_open_modules`` (default
-    true), ``devices_per_host`` (a partial VM), ``cann_installer_url`` and
+    """The stack ``doc`` for this host, with its settings: ``vendor_mirrors``
+    ({url prefix: mirror}), ``nvidia_open_modules``, ``nvidia_driver_version``,
+    ``devices_per_host`` (a partial VM), ``cann_installer_url`` and
     ``cann_sha256`` ({file: sha256})."""
-    data = data or {}
+    data = settings or Settings()
     stack = doc["id"]
     where = f"{host}: stack {stack}"
-    if stack == "nvidia" and data.get("nvidia_driver_version"):
-        wanted = str(data["nvidia_driver_version"])
+    if stack == "nvidia" and data.nvidia_driver_version:
+        wanted = data.nvidia_driver_version
         if not re.fullmatch(r"\d{3}\.\d+(\.\d+)?", wanted):
             raise StackError(f"{where}: nvidia_driver_version {wanted!r} is not like 580.159.04")
         doc = {**doc, "driver_version": wanted}
@@ -178,8 +179,8 @@ def plan_stack(
     arch = (facts.cpu.arch if facts.cpu else None) or hardware.arch
     if arch not in CUDA_ARCH:
         raise StackError(f"{where}: CPU architecture {arch!r} is not supported")
-    mirrors = {str(k): str(v) for k, v in (data.get("vendor_mirrors") or {}).items()}
-    open_modules = str(data.get("nvidia_open_modules", True)).lower() in ("1", "true", "yes")
+    mirrors = dict(data.vendor_mirrors)
+    open_modules = data.nvidia_open_modules
     if not open_modules and hardware.id in doc.get("open_modules_required", []):
         raise StackError(
             f"{where}: nvidia_open_modules=false, but {hardware.id} needs the open kernel "
@@ -233,7 +234,7 @@ def plan_stack(
         if _when(p.get("when"), flags)
     )
     installers = _installers(where, doc, data, fill)
-    expected = int(data.get("devices_per_host") or hardware.devices_per_host)
+    expected = data.devices_per_host or hardware.devices_per_host
     return StackPlan(
         stack=stack,
         host=host,
@@ -248,17 +249,17 @@ def plan_stack(
     )
 
 
-def _installers(where: str, doc: dict, data: dict, fill) -> tuple[Installer, ...]:
+def _installers(where: str, doc: dict, data: Settings, fill) -> tuple[Installer, ...]:
     items = doc.get("installers", [])
     if not items:
         return ()
-    base = data.get("cann_installer_url")
+    base = data.cann_installer_url
     if not base:
         raise StackError(
             f"{where}: cann_installer_url is not set: the URL where your site mirrors "
             "Huawei's .run installers (the portal needs a login)"
         )
-    sums = data.get("cann_sha256") or {}
+    sums = data.cann_sha256
     out, missing = [], []
     for item in items:
         name = fill(item["file"])
