@@ -20,7 +20,8 @@ from rich.table import Table
 from llmfleet.catalog import load
 from llmfleet.errors import Problem
 from llmfleet.hostfacts.system import HostFacts
-from llmfleet.readiness import DEFAULT_HF_HOME, Readiness, assess
+from llmfleet.readiness import Readiness, assess
+from llmfleet.settings import Settings
 from roles.hostfacts import (
     AmdGpus,
     AscendNpus,
@@ -29,7 +30,7 @@ from roles.hostfacts import (
     NvidiaSmi,
     NvidiaTopology,
 )
-from roles.plan import fail_host
+from roles.plan import fail_host, settings_only
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "dim"}
 
@@ -65,10 +66,8 @@ def show(report: Readiness, hardware: str | None, recipe: str | None) -> None:
             console.print(f"  fix {problem.field}: {problem.fix}")
 
 
-def preflight() -> None:
-    data = host.data
-    hardware, recipe = data.get("hardware"), data.get("recipe")
-    hf_home = str(data.get("hf_home") or DEFAULT_HF_HOME)
+def preflight(s: Settings) -> None:
+    hardware, recipe, hf_home = s.hardware, s.recipe, s.hf_home
     facts = gather(hf_home)
     report = assess(load(), host.name, facts, hardware, recipe, hf_home=hf_home)
     show(report, hardware, recipe)
@@ -82,4 +81,6 @@ def _with_fix(problem: Problem) -> str:
     return f"{text}: {problem.fix}" if problem.fix else text
 
 
-preflight()
+_settings = settings_only()
+if _settings is not None:
+    preflight(_settings)

@@ -189,6 +189,34 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(cat: Catalog, a: argparse.Namespace) -> int:
+    """Every host-data key: type, default, the deploys that read it, what it does."""
+    if a.json:
+        _print_json(schema.schema_json())
+    elif a.markdown:
+        _raw(schema.schema_markdown())
+    else:
+        table = Table(title="host and group data keys (docs/settings.md)")
+        for col in ("key", "type", "default", "deploys", "what"):
+            table.add_column(col, overflow="fold")
+        for row in schema.schema_json():
+            default = row["default"]
+            table.add_row(
+                row["key"],
+                row["type"],
+                "-" if default in (None, [], {}) else schema.text(default),
+                ", ".join(row["deploys"]),
+                row["doc"] + (f" ({', '.join(row['choices'])})" if row["choices"] else ""),
+            )
+        console.print(table)
+        console.print(
+            "also: flag.NAME, env.NAME, overlay.ID; pyinfra's own keys (ssh_*, _sudo, ...) "
+            f"pass through; keys of your own go under {schema.USER_PREFIX}",
+            highlight=False,
+        )
+    return 0
+
+
 def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
     from .plan import load_inventory_data, pinned_commit, plan_inventory, plan_json, serve_plan
 
@@ -492,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
         "model revision on this machine, as the deploy does)",
     )
     plan.set_defaults(func=cmd_plan)
+
+    keys = sub.add_parser("settings", help="every host/group data key: type, default, doc")
+    keys.add_argument("--json", action="store_true")
+    keys.add_argument("--markdown", action="store_true", help="the table of docs/settings.md")
+    keys.set_defaults(func=cmd_settings)
 
     st = sub.add_parser(
         "status", help="per host: current release, engine, model, unit state, uptime, health"

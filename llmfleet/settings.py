@@ -457,3 +457,19 @@ def settings_from(data: dict[str, Any], host: str = "-") -> Settings:
     if problems:
         raise ValidationError(problems)
     return settings
+
+
+def schema_json() -> list[dict[str, Any]]:
+    """Every key as data, for scripts (``llmfleet settings --json``)."""
+    kinds = _types()
+    return [
+        {
+            "key": name,
+            "type": str(kinds[name]).replace("typing.", "").replace("NoneType", "None"),
+            "default": _default(f),
+            "deploys": list(f.metadata["deploys"]),
+            "choices": list(f.metadata["choices"]),
+            "doc": f.metadata["doc"],
+        }
+        for name, f in schema().items()
+    ]
