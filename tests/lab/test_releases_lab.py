@@ -5,6 +5,7 @@ stopped and an unreachable host, and a rolling deploy that stops at its threshol
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -55,9 +56,14 @@ def releases(host: dict[str, Any]) -> dict[str, str | None]:
 
 
 @pytest.fixture(scope="module")
-def lab1() -> Iterator[dict[str, Any]]:
+def lab_hosts() -> Iterator[list[dict[str, Any]]]:
     with fresh_lab(3) as state:
-        yield state["hosts"][0]
+        yield state["hosts"]
+
+
+@pytest.fixture(scope="module")
+def lab1(lab_hosts: list[dict[str, Any]]) -> dict[str, Any]:
+    return lab_hosts[0]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +88,69 @@ def test_each_deploy_is_an_immutable_release(lab1: dict[str, Any], a_and_b: dict
     assert ssh(lab1, f"stat -c %a {RELEASES}/{b}/serve.env") == "600"
     assert ssh(lab1, f"cmp {RELEASES}/{b}/{UNIT} /etc/systemd/system/{UNIT} && echo same") == "same"
     assert "--max-num-seqs 2" in running_args(lab1)
+
+
+def test_preview_is_the_deployed_unit_byte_for_byte(
+    lab_hosts: list[dict[str, Any]], a_and_b: dict
+) -> None:
+    """lab2 runs what the inventory alone says (lab1 runs B, with --data)."""
+    lab2 = lab_hosts[1]
+    proc = llmfleet("plan", "inventories/lab.py", "--host", "lab2", "--unit")
+    assert proc.returncode == 0, proc.stderr
+    deployed = ssh(lab2, f"cat /etc/systemd/system/{UNIT}")
+    # ssh_run strips the output's trailing newline: compare the file through base64
+    raw = ssh(lab2, f"base64 -w0 /etc/systemd/system/{UNIT}")
+    assert proc.stdout == base64.b64decode(raw).decode()
+    assert deployed.splitlines()[-1] == "WantedBy=multi-user.target"
+    assert "/opt/llmfleet/engines/vllm-" in proc.stdout  # the engine path the deploy built
+
+
+def test_bad_value_fails_that_host_only_and_touches_nothing(
+    lab_hosts: list[dict[str, Any]], a_and_b: dict, tmp_path: Path
+) -> None:
+    lab1, lab2 = lab_hosts[0], lab_hosts[1]
+    pid2 = ssh(lab2, f"systemctl show -p MainPID --value {UNIT}")
+    unit2 = ssh(lab2, f"md5sum /etc/systemd/system/{UNIT}")
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "from llmfleet.lab.inventory import lab_hosts\n"
+        "lab = [(n, {**d, **({'health_timeout': 'ten', 'prot': 8001} if n == 'lab2' else {})})"
+        " for n, d in lab_hosts()]\n"
+    )
+    plan = llmfleet("plan", str(inventory))
+    assert plan.returncode == 2 and "lab2: prot: unknown key" in plan.stderr, plan.stderr
+    assert "did you mean port?" in plan.stderr and "lab1" not in plan.stderr
+    results = tmp_path / "results.json"
+    env = {**os.environ, "LLMFLEET_RESULTS": str(results), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            str(inventory),
+            "deploys/serve.py",
+            "--limit",
+            "lab1,lab2",
+            "--data",
+            "flag.--max-num-seqs=2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    out = json.loads(results.read_text())
+    assert out["lab2"]["status"] == "failed", proc.stdout[-3000:]
+    assert "health_timeout: 'ten': expected an integer" in out["lab2"]["detail"]
+    assert "did you mean port?" in out["lab2"]["detail"]
+    assert out["lab1"]["status"] == "healthy", proc.stdout[-3000:]
+    assert out["lab1"]["release"] == releases(lab1)["current"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # nothing of lab2 was touched: same process, same unit
+    assert ssh(lab2, f"systemctl show -p MainPID --value {UNIT}") == pid2
+    assert ssh(lab2, f"md5sum /etc/systemd/system/{UNIT}") == unit2
 
 
 def test_rollback_goes_back_to_a_with_no_download(lab1: dict[str, Any], a_and_b: dict) -> None:
@@ -210,6 +279,22 @@ def test_optional_api_key_guards_the_endpoint_and_stays_out_of_argv(
         assert json.load(resp)["data"][0]["id"] == "tiny"
     assert key not in ssh(lab1, "ps -eo args") and key not in ssh(lab1, f"systemctl show {UNIT}")
     assert ssh(lab1, "stat -c %a /etc/llmfleet/serve.env") == "600"
+    # a re-run with the key changes nothing and sends no completion: the no-change
+    # probe asks /v1/models with the server's own key, so the health gate is skipped
+    pid = ssh(lab1, f"systemctl show -p MainPID --value {UNIT}")
+    completions = ssh(lab1, f"journalctl -u {UNIT} -o cat | grep -c 'POST /v1/chat' || true")
+    assert int(completions) >= 1  # the gate of the deploy above sent one: it is logged
+    again = pyinfra("deploys/serve.py", "--data", "api_key=true")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert re.search(r"│ lab1 .*│ healthy\s+│ already serving \(no change", again.stdout), (
+        again.stdout[-3000:]
+    )
+    assert ssh(lab1, f"systemctl show -p MainPID --value {UNIT}") == pid
+    assert ssh(lab1, f"journalctl -u {UNIT} -o cat | grep -c 'POST /v1/chat' || true") == (
+        completions
+    )
+    status = llmfleet("status", "inventories/lab.py", "--limit", "lab1", "--json")
+    assert json.loads(status.stdout)[0]["health"] == "serving", status.stdout
 
 
 def test_rollout_dry_run_shows_the_unit_diff_and_changes_nothing(
@@ -231,6 +316,6 @@ def test_rollout_dry_run_shows_the_unit_diff_and_changes_nothing(
     assert f"[lab1] Will modify /etc/systemd/system/{UNIT}" in out
     assert re.search(r"\+ ExecStart=.*--max-num-seqs 5", out), out[-3000:]
     # "serving now" only where the probe can read /v1/models (not behind the API key)
-    assert re.search(r"│ lab1 .*│ dry run\s+│ nothing applied", out), out[:3000]
+    assert re.search(r"│ lab1 .*│ dry-run\s+│ nothing applied", out), out[:3000]
     assert ssh(lab1, f"systemctl show -p MainPID --value {UNIT}") == pid
     assert ssh(lab1, f"md5sum /etc/systemd/system/{UNIT}") == unit
