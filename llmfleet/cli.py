@@ -411,14 +411,41 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
     return 0 if all(r["reachable"] and r["health"] == "serving" for r in rows) else 1
 
 
+def cmd_releases(cat: Catalog, a: argparse.Namespace) -> int:
+    """Every release kept on every host (its manifest), newest first."""
+    from . import oncall
+
+    results = oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.releases_command())
+    rows = [row for r in results if r.ok for row in oncall.release_rows(r)]
+    failed = [r for r in results if not r.ok]
+    if a.json:
+        _print_json({"releases": rows, "errors": {r.host: r.error for r in failed}})
+        return 1 if failed else 0
+    table = Table(title=f"llmfleet releases: {a.inventory}")
+    cols = ("host", "release", "mark", "created", "recipe", "model", "port")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        mark = row["mark"]
+        style = "green" if mark == "current" else "cyan" if mark else ""
+        table.add_row(
+            *(str(row[c]) for c in cols[:2]),
+            f"[{style}]{mark}[/{style}]" if style else "",
+            *(str(row[c]) for c in cols[3:]),
+        )
+    for r in failed:
+        table.add_row(r.host, "-", "[red]unreachable[/red]", "-", "-", f"[red]{r.error}[/red]", "-")
+    console.print(table)
+    return 1 if failed else 0
+
+
 def cmd_oncall(cat: Catalog, a: argparse.Namespace) -> int:
-    """logs / restart / releases / gpus: one command on every host, output per host."""
+    """logs / restart / gpus: one command on every host, output per host."""
     from . import oncall
 
     command = {
         "logs": lambda: oncall.logs_command(a.lines),
         "restart": oncall.restart_command,
-        "releases": oncall.releases_command,
         "gpus": oncall.gpu_command,
     }[a.cmd]()
     results = oncall.run_everywhere(_fleet(a.inventory, a.limit), command)
@@ -544,7 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--limit", action="append", metavar="HOST", help="only this host")
         if name == "logs":
             sp.add_argument("-n", "--lines", type=int, default=50)
-        sp.set_defaults(func=cmd_oncall)
+        if name == "releases":
+            sp.add_argument("--json", action="store_true")
+        sp.set_defaults(func=cmd_releases if name == "releases" else cmd_oncall)
 
     ro = sub.add_parser(
         "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"

@@ -10,8 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
+
+from .hostpaths import RELEASES
+
+# Run on the host with its python3: every release's manifest, which is current and
+# previous, and when each was made.  One round trip for rollback, status and releases.
+LIST_PY = r"""
+import json, os, sys
+root = sys.argv[1]
+out = {"current": None, "previous": None, "releases": {}, "created": {}}
+for link in ("current", "previous"):
+    p = os.path.join(root, link)
+    out[link] = os.path.basename(os.readlink(p)) if os.path.islink(p) else None
+if os.path.isdir(root):
+    for name in sorted(os.listdir(root)):
+        m = os.path.join(root, name, "manifest.json")
+        if not os.path.islink(os.path.join(root, name)) and os.path.isfile(m):
+            try:
+                out["releases"][name] = json.load(open(m))
+                out["created"][name] = os.path.getmtime(os.path.join(root, name))
+            except ValueError:
+                pass
+print(json.dumps(out))
+"""
+
+
+def list_command(root: str = RELEASES) -> str:
+    return f"python3 -c {shlex.quote(LIST_PY)} {shlex.quote(root)}"
 
 
 def release_id(unit: str, env: str) -> str:
@@ -83,6 +111,7 @@ class ReleaseState:
     current: str | None = None
     previous: str | None = None
     releases: dict[str, ReleaseManifest] = field(default_factory=dict)
+    created: dict[str, float] = field(default_factory=dict)  # id -> mtime (epoch s)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReleaseState:
@@ -94,7 +123,14 @@ class ReleaseState:
                 for rid, m in (data.get("releases") or {}).items()
                 if isinstance(m, dict)
             },
+            created={k: float(v) for k, v in (data.get("created") or {}).items()},
         )
+
+    def newest_first(self) -> list[ReleaseManifest]:
+        return sorted(self.releases.values(), key=lambda m: -self.created.get(m.id, 0.0))
+
+    def mark(self, rid: str) -> str:
+        return "current" if rid == self.current else "previous" if rid == self.previous else ""
 
     def find(self, wanted: str | None) -> tuple[str | None, str]:
         """(release id, "") for ``wanted`` (an id, its prefix, or None for previous), or

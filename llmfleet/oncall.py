@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .hostpaths import RELEASES, UNIT_NAME
-from .manifest import ReleaseManifest
+from .manifest import ReleaseManifest, ReleaseState, list_command
 from .probe import MODELS_PY
 
 # One round trip: the current release's manifest, the unit's state and uptime,
@@ -136,12 +136,29 @@ def restart_command() -> str:
 
 
 def releases_command() -> str:
-    return (
-        f"cd {RELEASES} 2>/dev/null && for d in $(ls -1t | grep -v -e current -e previous); do "
-        f'm=""; [ "$(readlink current)" = "$d" ] && m="current"; '
-        f'[ "$(readlink previous)" = "$d" ] && m="previous"; '
-        f'echo "$d $(stat -c %y $d | cut -d. -f1) $m"; done'
-    )
+    return list_command()
+
+
+def release_rows(result: HostResult) -> list[dict[str, Any]]:
+    """``llmfleet releases``: one row per release on the host, newest first."""
+    import time
+
+    state = ReleaseState.from_json(json.loads(result.stdout.strip().splitlines()[-1]))
+    return [
+        {
+            "host": result.host,
+            "release": m.id,
+            "mark": state.mark(m.id),
+            "created": time.strftime(
+                "%Y-%m-%d %H:%M:%S", time.localtime(state.created.get(m.id, 0))
+            ),
+            "recipe": m.recipe,
+            "model": m.model,
+            "port": m.port,
+            "runtime": m.runtime,
+        }
+        for m in state.newest_first()
+    ]
 
 
 def gpu_command() -> str:

@@ -15,7 +15,6 @@ release, so going back to one needs no download.  Old releases beyond
 from __future__ import annotations
 
 import json
-import shlex
 from io import StringIO
 
 from pyinfra.api import FactBase
@@ -23,33 +22,15 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
 from llmfleet.hostpaths import ENV_FILE, RELEASES, UNIT_FILE, UNIT_NAME, release_dir
-from llmfleet.manifest import ReleaseState
+from llmfleet.manifest import ReleaseState, list_command
 from llmfleet.serveplan import ServePlan
-
-_LIST = r"""
-import json, os, sys
-root = sys.argv[1]
-out = {"current": None, "previous": None, "releases": {}}
-for link in ("current", "previous"):
-    p = os.path.join(root, link)
-    out[link] = os.path.basename(os.readlink(p)) if os.path.islink(p) else None
-if os.path.isdir(root):
-    for name in sorted(os.listdir(root)):
-        m = os.path.join(root, name, "manifest.json")
-        if not os.path.islink(os.path.join(root, name)) and os.path.isfile(m):
-            try:
-                out["releases"][name] = json.load(open(m))
-            except ValueError:
-                pass
-print(json.dumps(out))
-"""
 
 
 class Releases(FactBase):
     """The releases kept on the host: current, previous and every manifest."""
 
     def command(self, root: str = RELEASES) -> str:
-        return f"python3 -c {shlex.quote(_LIST)} {shlex.quote(root)}"
+        return list_command(root)
 
     def process(self, output: list[str]) -> ReleaseState:
         try:
