@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
 from llmfleet.hostpaths import CONFIG_DIR
@@ -21,3 +24,10 @@ def service_account(user: str, home: str, label: str) -> None:
     )
     files.directory(name=f"{label} home", path=home, user=user, group=user, mode="750")
     files.directory(name="Config directory", path=CONFIG_DIR, mode="755")
+
+
+def secret_file(name: str, text: str, dest: str) -> OperationMeta:
+    """A root-only 0600 file: env files with keys, the Hub token while a pull runs."""
+    return files.put(
+        name=name, src=StringIO(text), dest=dest, user="root", group="root", mode="600"
+    )

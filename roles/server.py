@@ -19,7 +19,7 @@ from pyinfra.operations import files, systemd
 
 from llmfleet.hostpaths import ENV_FILE, HOME, UNIT_FILE, UNIT_NAME
 
-from .accounts import service_account
+from .accounts import secret_file, service_account
 from .facts import PortListeners
 from .plan import fail_host
 
@@ -40,14 +40,7 @@ def port_is_free(port: int) -> bool:
 @deploy("Server")
 def serve_unit(unit_body: str, env_body: str, *, user: str) -> list[OperationMeta]:
     service_account(user, HOME, "Service")
-    env = files.put(
-        name="Environment file (0600)",
-        src=StringIO(env_body),
-        dest=ENV_FILE,
-        user="root",
-        group="root",
-        mode="600",
-    )
+    env = secret_file("Environment file (0600)", env_body, ENV_FILE)
     unit = files.put(name="systemd unit", src=StringIO(unit_body), dest=UNIT_FILE, mode="644")
     systemd.daemon_reload(name="Reload systemd", _if=unit.did_change)
     ops = [env, unit]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
@@ -35,6 +34,7 @@ from llmfleet.hubapi import control_token
 from llmfleet.outcome import human_bytes
 from llmfleet.serveplan import WeightsPlan
 
+from .accounts import secret_file
 from .pyenvs import ensure_venv
 from .run import current_run, record
 
@@ -239,16 +239,7 @@ def _serve_peers(marker: str, bind: str, port: int, run_dir: str) -> None:
 
 def _token_ops(token: str | None, ops: list[OperationMeta]) -> None:
     if token:
-        ops.append(
-            files.put(
-                name="Hub token (0600, removed after the pull)",
-                src=StringIO(token),
-                dest=TOKEN_PATH,
-                mode="600",
-                user="root",
-                group="root",
-            )
-        )
+        ops.append(secret_file("Hub token (0600, removed after the pull)", token, TOKEN_PATH))
 
 
 @deploy("Model weights")
