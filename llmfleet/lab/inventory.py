@@ -25,7 +25,6 @@ def host_data(host: dict[str, Any], services: dict[str, Any]) -> dict[str, Any]:
         "ssh_strict_host_key_checking": "yes",
         "hardware": "cpu",
         "recipe": LAB_RECIPE,
-        "lab_proc_sys_writable": bool(host.get("proc_sys_writable")),
     }
     optional = {
         "hf_endpoint": services.get("hub_url"),
