@@ -3,7 +3,6 @@ connecting to any host; and the serve plan (commit, unit, release) built from it
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +80,12 @@ def plan_json(plans: list[HostPlan]) -> list[dict[str, Any]]:
     return out
 
 
-@lru_cache(maxsize=64)
-def _resolve(repo: str, revision: str, endpoint: str | None) -> str:
-    return resolve_commit(repo, revision, endpoint)
-
-
 def pinned_commit(plan: HostPlan) -> str:
     """The host's model revision as a commit, resolved on the control node (once per
     repo, revision and endpoint in this process, however many hosts pull it)."""
     s, r = plan.settings, plan.rendered
     assert r is not None, "only a host that planned cleanly has a commit"
-    return _resolve(r.model_repo, r.revision, s.hf_control_endpoint or s.hf_endpoint)
+    return resolve_commit(r.model_repo, r.revision, s.hf_control_endpoint or s.hf_endpoint)
 
 
 def serve_plan(
