@@ -22,14 +22,7 @@ from llmfleet.errors import Problem
 from llmfleet.hostfacts.system import HostFacts
 from llmfleet.readiness import Readiness, assess
 from llmfleet.settings import Settings
-from roles.hostfacts import (
-    AmdGpus,
-    AscendNpus,
-    FabricManager,
-    HostBasics,
-    NvidiaSmi,
-    NvidiaTopology,
-)
+from roles.hostfacts import DEVICE_FACTS, FabricManager, HostBasics, NvidiaTopology
 from roles.plan import fail_host, settings_only
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "dim"}
@@ -38,8 +31,9 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "info": "dim"}
 def gather(hf_home: str) -> HostFacts:
     """All facts, one round trip each; vendors whose tool is missing come back None."""
     facts: HostFacts = host.get_fact(HostBasics, path=hf_home)
-    nvidia = host.get_fact(NvidiaSmi)
-    found = [a for a in (nvidia, host.get_fact(AmdGpus), host.get_fact(AscendNpus)) if a]
+    seen = {vendor: host.get_fact(fact) for vendor, fact in DEVICE_FACTS.items()}
+    nvidia = seen.get("nvidia")
+    found = [a for a in seen.values() if a]
     facts.accelerators = next((a for a in found if a.count), found[0] if found else None)
     if nvidia is not None:
         facts.topology = host.get_fact(NvidiaTopology)

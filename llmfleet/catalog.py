@@ -87,6 +87,41 @@ class CatalogError(LlmfleetError):
     pass
 
 
+# what an engine file (files/engines/<id>.yaml) must say; see vllm.yaml for each key's use
+ENGINE_KEYS = {
+    "host_flag": str,
+    "port_flag": str,
+    "served_name_flag": str,
+    "parallel_flags": dict,
+    "expert_parallel_flags": list,
+    "dp_shards_weights_with_ep": bool,
+    "dp_within_tp_flags": list,
+    "memory_fraction_flags": list,
+    "default_memory_fraction": float,
+    "multinode": dict,
+    "venv_launchers": list,
+}
+ENGINE_OPTIONAL = {"id", "api_key_env", "install"}
+MULTINODE_KEYS = {"nnodes", "node_rank", "master_addr", "worker_only", "master_port"}
+
+
+def _check_engine(eid: str, doc: dict[str, Any]) -> None:
+    """A new engine is a data file: say exactly what it lacks, not KeyError later."""
+    where = f"files/engines/{eid}.yaml"
+    missing = sorted(set(ENGINE_KEYS) - set(doc))
+    unknown = sorted(set(doc) - set(ENGINE_KEYS) - ENGINE_OPTIONAL)
+    if missing or unknown:
+        raise CatalogError(f"{where}: missing keys {missing}, unknown keys {unknown}")
+    for key, kind in ENGINE_KEYS.items():
+        ok = isinstance(doc[key], (int, float)) if kind is float else isinstance(doc[key], kind)
+        if not ok:
+            raise CatalogError(f"{where}: {key} must be a {kind.__name__}")
+    if set(doc["parallel_flags"]) != {"tp", "dp", "pp"}:
+        raise CatalogError(f"{where}: parallel_flags needs exactly tp, dp and pp")
+    if set(doc["multinode"]) != MULTINODE_KEYS:
+        raise CatalogError(f"{where}: multinode needs exactly {sorted(MULTINODE_KEYS)}")
+
+
 def _load_yaml_dir(path: Path) -> dict[str, dict[str, Any]]:
     docs: dict[str, dict[str, Any]] = {}
     for file in sorted(path.glob("*.yaml")):
@@ -184,6 +219,8 @@ class Catalog:
         self.root = root or files_dir()
         # one file per engine and per vendor stack: a new one is a data file
         self.engines: dict[str, dict[str, Any]] = _load_yaml_dir(self.root / "engines")
+        for eid, doc in self.engines.items():
+            _check_engine(eid, doc)
         self.vendors: set[str] = set(_load_yaml_dir(self.root / "stacks")) | {NO_VENDOR}
         raw = _load_yaml_dir(self.root / "recipes")
         resolved = {rid: _resolve(rid, raw) for rid in raw}

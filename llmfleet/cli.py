@@ -607,7 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # reads the catalog (engine names for --engine)
+    except LlmfleetError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        return 2
     a = parser.parse_args(argv)
     func: Callable[[Catalog, argparse.Namespace], int] = a.func
     try:

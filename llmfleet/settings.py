@@ -230,9 +230,8 @@ class Settings:
     # --- onboarding: accelerator stack and tuning
     accelerator_stack: str | None = key(
         None,
-        "vendor stack to install (default the hardware's vendor; none skips)",
+        "vendor stack to install: a files/stacks/ id (default the hardware's vendor; none skips)",
         ONBOARD,
-        choices=("nvidia", "rocm", "cann", "none", "cpu"),
     )
     stack_reboot: str = key(
         "auto",

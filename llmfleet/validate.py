@@ -254,6 +254,16 @@ def plan_onboard(
     set but wrong is, because the host would be tuned for it.
     """
     plan = _start(name, data, address)
+    stack = plan.settings.accelerator_stack
+    if stack and stack not in catalog.vendors:
+        plan.problems.append(
+            Problem(
+                name,
+                "accelerator_stack",
+                f"{stack!r} is no vendor stack",
+                fix=f"one of {', '.join(sorted(catalog.vendors))} (files/stacks/)",
+            )
+        )
     if not plan.ok:
         return plan
     if plan.settings.recipe:

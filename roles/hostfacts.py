@@ -143,3 +143,12 @@ class HostTuning(FactBase):
 
     def default(self) -> tuning.TuningState:
         return tuning.TuningState()
+
+
+# One entry per accelerator vendor (the ids of files/stacks/): the fact that reads its
+# devices.  The stack verify and preflight both look devices up here.
+DEVICE_FACTS: dict[str, type[FactBase]] = {
+    "nvidia": NvidiaSmi,
+    "rocm": AmdGpus,
+    "cann": AscendNpus,
+}

@@ -29,6 +29,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import apt, files, python, server, systemd
 
+from llmfleet.catalog import NO_VENDOR
 from llmfleet.hostfacts.system import HostFacts
 from llmfleet.stacks.plan import (
     INSTALLER_CACHE,
@@ -51,11 +52,9 @@ from llmfleet.stacks.verify import (
 )
 
 from . import summary
-from .hostfacts import AmdGpus, AscendNpus, FabricManager, HostBasics, NvidiaSmi
+from .hostfacts import DEVICE_FACTS, FabricManager, HostBasics
 from .plan import fail_host
 from .reboot import reboot_and_wait
-
-DEVICE_FACT = {"nvidia": NvidiaSmi, "rocm": AmdGpus, "cann": AscendNpus}
 
 
 class StackState(FactBase):
@@ -224,7 +223,7 @@ def _reboot(kernel: list[str], container: str | None, policy: str) -> str:
 
 def _check(plan: StackPlan, env_scripts: tuple[str, ...], have: Installed) -> tuple[list[str], str]:
     """The verify problems and the summary's verify text (one read of the devices)."""
-    acc = host.get_fact(DEVICE_FACT[plan.stack])
+    acc = host.get_fact(DEVICE_FACTS[plan.stack])
     fm = host.get_fact(FabricManager).version if "nvidia-fabricmanager" in plan.services else None
     problems = verify(plan, have, acc, fm, env_scripts)
     ok = f"ok: {acc.count} x {' + '.join(acc.names)}" if acc and acc.count else "ok"
@@ -245,7 +244,7 @@ def stack_from_data(plan: Any) -> None:
     planned fails the host before anything is touched."""
     settings = plan.settings
     vendor = settings.accelerator_stack or plan.hardware.vendor
-    if vendor in ("none", "cpu"):
+    if vendor == NO_VENDOR:
         summary.note_stack(host.name, {"stack": "none", "verify": "skipped (no stack)"})
         return
     recipe = plan.recipe

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llmfleet.validate import check_fleet, plan_host
 
 
@@ -133,3 +135,31 @@ def test_every_catalog_recipe_fits_its_own_hardware(catalog) -> None:
         }
         plan = plan_host(catalog, "h", data)
         assert plan.ok, (r.id, plan.problems)
+
+
+def test_an_engine_file_missing_a_key_is_named_not_a_traceback(tmp_path) -> None:
+    import shutil
+
+    import yaml
+    from conftest import cli
+
+    from llmfleet.catalog import Catalog, CatalogError
+
+    root = tmp_path / "files"
+    shutil.copytree(Catalog().root, root)
+    doc = yaml.safe_load((root / "engines" / "sglang.yaml").read_text())
+    del doc["host_flag"]
+    (root / "engines" / "sglang.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(CatalogError, match=r"sglang.yaml: missing keys \['host_flag'\]"):
+        Catalog(root)
+    rc, _, err = cli("recipes", "list", env={"LLMFLEET_FILES": str(root)})
+    assert rc == 2 and "missing keys ['host_flag']" in err and "Traceback" not in err
+
+
+def test_accelerator_stack_must_be_a_stack_file(catalog) -> None:
+    from llmfleet.validate import plan_onboard
+
+    plan = plan_onboard(catalog, "gpu1", {"hardware": "h200", "accelerator_stack": "cuda"})
+    (problem,) = plan.problems
+    assert problem.field == "accelerator_stack" and "nvidia" in problem.fix
+    assert plan_onboard(catalog, "gpu1", {"hardware": "h200", "accelerator_stack": "none"}).ok
