@@ -80,12 +80,16 @@ def plan_json(plans: list[HostPlan]) -> list[dict[str, Any]]:
     return out
 
 
-def pinned_commit(plan: HostPlan) -> str:
-    """The host's model revision as a commit, resolved on the control node (once per
-    repo, revision and endpoint in this process, however many hosts pull it)."""
+def revision_key(plan: HostPlan) -> tuple[str, str, str | None]:
+    """What a host's commit depends on: repo, revision and the endpoint that resolves it."""
     s, r = plan.settings, plan.rendered
     assert r is not None, "only a host that planned cleanly has a commit"
-    return resolve_commit(r.model_repo, r.revision, s.hf_control_endpoint or s.hf_endpoint)
+    return (r.model_repo, r.revision, s.hf_control_endpoint or s.hf_endpoint)
+
+
+def pinned_commit(plan: HostPlan) -> str:
+    """The host's model revision as a commit, resolved on the control node."""
+    return resolve_commit(*revision_key(plan))
 
 
 def serve_plan(

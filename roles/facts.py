@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pyinfra.api import FactBase
 
@@ -32,11 +33,17 @@ class PortListeners(FactBase):
             if line.startswith("owned ") or not line.strip():
                 continue
             users = line.split("users:", 1)[1] if "users:" in line else ""
-            name = users.split('"')[1] if '"' in users else "unknown"
-            pids = [p.split(",")[0].rstrip(")") for p in users.split("pid=")[1:]]
-            if pids and all(p in owned for p in pids):
-                continue
-            out.append({"process": name, "pid": ",".join(pids) or "?", "line": line.strip()})
+            procs = re.findall(r'\("([^"]*)",pid=(\d+)', users)
+            strangers = [(name, pid) for name, pid in procs if pid not in owned]
+            if procs and not strangers:
+                continue  # our own server
+            out.append(
+                {
+                    "process": ", ".join(sorted({n for n, _ in strangers})) or "unknown",
+                    "pid": ",".join(p for _, p in strangers) or "?",
+                    "line": line.strip(),
+                }
+            )
         return out
 
     def default(self) -> list:

@@ -17,7 +17,8 @@ from pyinfra.operations import server
 
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
-from llmfleet.plan import pinned_commit, serve_plan
+from llmfleet.hubapi import resolve_commit
+from llmfleet.plan import revision_key, serve_plan
 from llmfleet.render import Rendered
 from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
 from llmfleet.settings import Settings, parse_settings
@@ -27,18 +28,33 @@ from .run import current_run, record
 
 
 def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
-    """Plan every inventory host once per run, so fleet-wide checks apply."""
+    """Plan every inventory host once per run, so fleet-wide checks apply, and resolve
+    each distinct model revision once for the whole fleet (hosts pin the same commit
+    however long the fleet takes to prepare, and the Hub sees one request)."""
     run = current_run()
-    if run.plans is None:
-        plans = [
-            plan_host(
-                catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
-            )
-            for h in inventory
-        ]
-        check_fleet(plans)
-        run.plans = {p.host: p for p in plans}
+    with run.lock:
+        if run.plans is None:
+            plans = [
+                plan_host(
+                    catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
+                )
+                for h in inventory
+            ]
+            check_fleet(plans)
+            for key in {revision_key(p) for p in plans if p.ok and p.rendered}:
+                try:
+                    run.commits[key] = resolve_commit(*key)
+                except LlmfleetError as exc:
+                    run.commits[key] = exc
+            run.plans = {p.host: p for p in plans}
     return run.plans
+
+
+def _commit(plan: HostPlan) -> str:
+    found = current_run().commits[revision_key(plan)]
+    if isinstance(found, LlmfleetError):
+        raise found
+    return found
 
 
 def fail_host(message: str) -> None:
@@ -100,9 +116,7 @@ def current() -> ServePlan | None:
     catalog, plan, fleet = found
     try:
         address, serves = _peers(plan, fleet)
-        serve = serve_plan(
-            catalog, plan, pinned_commit(plan), peer_address=address, serves_peers=serves
-        )
+        serve = serve_plan(catalog, plan, _commit(plan), peer_address=address, serves_peers=serves)
     except LlmfleetError as exc:
         fail_host(_named(exc))
         return None
@@ -135,7 +149,7 @@ def pull_only() -> PullPlan | None:
     try:
         address, serves = _peers(plan, fleet)
         weights = weights_plan(
-            plan.settings, plan.rendered.model_repo, pinned_commit(plan), address, serves
+            plan.settings, plan.rendered.model_repo, _commit(plan), address, serves
         )
     except LlmfleetError as exc:
         fail_host(_named(exc))

@@ -23,6 +23,7 @@ from llmfleet.hostpaths import ENV_MARKER as MARKER
 from llmfleet.hostpaths import TOOLS_DIR, UV
 
 from .facts import TextFile
+from .run import current_run
 
 
 def uv_bootstrap_commands(src: PackageSource) -> list[str]:
@@ -88,7 +89,9 @@ def ensure_venv(
     parent: str | None = None,
 ) -> None:
     """Make sure ``venv`` holds exactly ``packages`` from ``src`` (no-op when it does)."""
-    if not host.get_fact(File, path=UV):
+    queued = current_run().uv_queued
+    if host.name not in queued and not host.get_fact(File, path=UV):
+        queued.add(host.name)
         ops.append(
             server.shell(name="Install uv", commands=[" && ".join(uv_bootstrap_commands(src))])
         )

@@ -8,6 +8,7 @@ objects, and a second run in the same process starts clean.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,14 @@ class Run:
     """Per run: plans by host (computed once), records by host, fan-out needs."""
 
     plans: dict[str, Any] | None = None
+    # (repo, revision, endpoint) -> commit, or the LlmfleetError that resolving it raised
+    commits: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
     records: dict[str, HostRecord] = field(default_factory=dict)
+    # hosts that already have a "uv" install queued in this run
+    uv_queued: set[str] = field(default_factory=set)
+    # pyinfra prepares hosts in parallel greenlets (threading is gevent's there): the
+    # first host plans the fleet while the others wait, so nothing is done twice
+    lock: Any = field(default_factory=threading.Lock)
     # peer host name -> True once a host that copies from it was prepared
     peer_needed: dict[str, bool] = field(default_factory=dict)
     title: str | None = None

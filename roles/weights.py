@@ -58,6 +58,9 @@ class SnapshotState(FactBase):
         except (ValueError, IndexError):
             return {"ok": False, "why": "\n".join(output)}
 
+    def default(self) -> dict:
+        return {"ok": False, "why": "the check printed nothing"}
+
 
 def pull_command(
     repo: str,

