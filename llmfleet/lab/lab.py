@@ -21,8 +21,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from . import cgroups, network, rootfs
 from . import hosts as lab_hosts
-from . import network, rootfs
 from .state import STATE_VERSION, LabError, lab_lock, load_state, save_state, state_dir
 
 REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "ssh", "ssh-keygen", "mount")
@@ -87,8 +87,11 @@ def down(purge: bool = False) -> None:
         hosts_root = state_dir() / "hosts"
         if hosts_root.is_dir():
             names |= {p.name for p in hosts_root.iterdir()}
+        subtrees = {h["name"]: lab_hosts.subtree_of(h) for h in recorded}
         for name in sorted(names):
-            lab_hosts.kill_leftovers(name)
+            subtree = subtrees.get(name) or cgroups.plan(name)
+            lab_hosts.kill_leftovers(name, subtree=subtree)
+            cgroups.remove(subtree)
             network.remove_host_net(name)
             rootfs.umount_tree(lab_hosts.host_dir(name))
         network.remove_bridge()
@@ -98,13 +101,16 @@ def down(purge: bool = False) -> None:
 
 
 def status() -> list[dict[str, Any]]:
-    """Per host: name, address, whether its container runs and SSH answers."""
+    """Per host: name, address, whether its container runs and SSH answers, and
+    ``cgroup``: "isolated" when the host has its own cgroup subtree in every
+    hierarchy and nothing else is in it, else what is wrong (None: not running)."""
     state = load_state()
     if state is None:
         return []
     rows = []
     for host in state["hosts"]:
         running = lab_hosts.is_running(host)
+        problems = lab_hosts.isolation(host) if running else []
         rows.append(
             {
                 "name": host["name"],
@@ -113,6 +119,10 @@ def status() -> list[dict[str, Any]]:
                 "ssh": running and lab_hosts.ssh_ok(host, timeout=3),
                 "pid": host.get("pid") if running else None,
                 "proc_sys_writable": host.get("proc_sys_writable"),
+                "cgroup": ("isolated" if not problems else "; ".join(problems))
+                if running
+                else None,
+                "cgroups": host.get("cgroups"),
             }
         )
     return rows
@@ -175,7 +185,7 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
             lab_hosts.personalise_root(host, state["hosts"], pubkey)  # refresh /etc/hosts
             return False
         lab_hosts.stop(host)
-    lab_hosts.kill_leftovers(name)
+    lab_hosts.kill_leftovers(name, subtree=lab_hosts.subtree_of(host))
     host["proc_sys_writable"] = wanted
     network.ensure_host_net(name, address)
     lab_hosts.ensure_root(host, base)
