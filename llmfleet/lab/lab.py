@@ -95,7 +95,7 @@ def down(purge: bool = False) -> None:
             network.remove_host_net(name)
             rootfs.umount_tree(lab_hosts.host_dir(name))
         network.remove_bridge()
-        _remove_state_dir()
+        _remove_state_dir(purge)
         if purge:
             rootfs.purge_cache()
 
@@ -221,12 +221,18 @@ def _services_hook(name: str, state: dict[str, Any]) -> None:
         state.setdefault("services", {}).update(result)
 
 
-def _remove_state_dir() -> None:
+def _remove_state_dir(purge: bool = False) -> None:
     """Delete what the lab put in the state dir, then the dir if it is empty."""
     sdir = state_dir()
     for entry in STATE_ENTRIES:
         path = sdir / entry
-        if path.is_dir() and not path.is_symlink():
+        if entry == "services" and path.is_dir() and not purge:
+            # the side services' logs stay for a post-mortem (next up appends)
+            for item in path.iterdir():
+                if item.suffix == ".log" and item.is_file():
+                    continue
+                rootfs.remove_tree(item) if item.is_dir() else item.unlink()
+        elif path.is_dir() and not path.is_symlink():
             rootfs.remove_tree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
