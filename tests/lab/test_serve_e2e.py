@@ -166,18 +166,23 @@ def test_argv_is_the_recipe_with_the_pinned_snapshot(first: Run, lab1: dict[str,
         assert flag in args
 
 
+def chat(host: dict[str, Any], max_tokens: int = 4, timeout: float = 60) -> dict[str, Any]:
+    """One chat completion from the host's server, as a client would ask."""
+    body = json.dumps(
+        {"model": "tiny", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "Hi"}]}
+    ).encode()
+    req = urllib.request.Request(
+        f"http://{host['address']}:8000/v1/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
 def test_endpoint_answers_a_chat_completion(first: Run, lab_state: dict[str, Any]) -> None:
     for host in lab_state["hosts"]:
-        body = json.dumps(
-            {"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello"}]}
-        ).encode()
-        req = urllib.request.Request(
-            f"http://{host['address']}:8000/v1/chat/completions",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            reply = json.loads(resp.read())
+        reply = chat(host)
         assert reply["model"] == "tiny"
         assert reply["usage"]["completion_tokens"] == 4
 
@@ -308,18 +313,9 @@ def snapshot(host: dict[str, Any]) -> dict[str, set[tuple[int, str]]]:
 
 
 def chat_ok(host: dict[str, Any]) -> bool:
-    body = json.dumps(
-        {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}
-    ).encode()
-    req = urllib.request.Request(
-        f"http://{host['address']}:8000/v1/chat/completions",
-        data=body,
-        headers={"Content-Type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status == 200
-    except OSError:
+        return bool(chat(host, max_tokens=2, timeout=10)["choices"])
+    except (OSError, ValueError, KeyError):
         return False
 
 
