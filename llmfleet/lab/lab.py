@@ -81,8 +81,11 @@ def down(purge: bool = False) -> None:
             lab_hosts.stop(host)
         for pid in lab_hosts.stray_nspawns():
             lab_hosts.stop_pid(pid, f"stray systemd-nspawn {pid}")
-        if state is not None:
-            _services_hook("stop", state)
+        try:  # pidfiles and default ports: works with a lost state file too
+            _services_hook("stop", state if state is not None else {})
+            services_error = None
+        except LabError as exc:  # a port still held: clean up the rest, then say so
+            services_error = exc
         names = {h["name"] for h in recorded} | set(network.leftover_hosts())
         hosts_root = state_dir() / "hosts"
         if hosts_root.is_dir():
@@ -98,6 +101,8 @@ def down(purge: bool = False) -> None:
         _remove_state_dir(purge)
         if purge:
             rootfs.purge_cache()
+        if services_error is not None:
+            raise services_error
 
 
 def status() -> list[dict[str, Any]]:
