@@ -269,10 +269,11 @@ def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
 
 def _lab_table(rows: list[dict]) -> Table:
     table = Table(title="llmfleet lab")
-    for col in ("name", "address", "running", "ssh"):
+    cols = ("name", "address", "running", "ssh", "cgroup")
+    for col in cols:
         table.add_column(col)
     for row in rows:
-        table.add_row(*(str(row.get(c, "-")) for c in ("name", "address", "running", "ssh")))
+        table.add_row(*(str(row.get(c, "-")) for c in cols))
     return table
 
 
@@ -300,6 +301,8 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
     else:
         rows = lab.status()
         _print_json(rows) if a.json else console.print(_lab_table(rows))
+        # a running host that shares cgroups with another is not a usable lab host
+        return 1 if any(r["running"] and r["cgroup"] != "isolated" for r in rows) else 0
     return 0
 
 

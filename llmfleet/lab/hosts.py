@@ -12,6 +12,7 @@ connection and SSH verifies hosts strictly), and root login by the lab key.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import network
+from . import cgroups, network
 from .rootfs import remove_tree, umount_tree
 from .state import LabError, run, state_dir
 
@@ -85,7 +86,14 @@ def host_record(index: int, proc_sys_writable: bool) -> Host:
         "log": str(hdir / "nspawn.log"),
         "overlay": None,
         "boot_seconds": None,
+        "cgroups": None,
     }
+
+
+def subtree_of(host: Host) -> dict[str, str]:
+    """The host's cgroup subtree per hierarchy: the recorded one, or where
+    :func:`launch` would put it (for hosts found without a state entry)."""
+    return host.get("cgroups") or cgroups.plan(host["name"])
 
 
 def host_key(name: str) -> Path:
@@ -257,7 +265,10 @@ def nspawn_env(host: Host) -> dict[str, str]:
 
 
 def launch(host: Host) -> None:
-    """Start the host's nspawn detached (own session, output to its log); sets pid."""
+    """Start the host's nspawn detached (own session, output to its log) in the
+    host's own cgroup subtree (see :mod:`llmfleet.lab.cgroups`); sets pid."""
+    host["cgroups"] = cgroups.plan(host["name"])
+    cgroups.create(host["cgroups"])
     log_path = Path(host["log"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -265,7 +276,14 @@ def launch(host: Host) -> None:
         log.flush()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", REBOOT_LOOP, *nspawn_argv(host)],
+                [
+                    sys.executable,
+                    "-m",
+                    REBOOT_LOOP,
+                    "--cgroups",
+                    json.dumps(host["cgroups"]),
+                    *nspawn_argv(host),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -355,6 +373,14 @@ def first_child(pid: int | None) -> int | None:
     return None
 
 
+def isolation(host: Host) -> list[str]:
+    """Problems with a running host's cgroup isolation (empty: it is isolated)."""
+    pid = host.get("pid")
+    nspawn = nspawn_of(pid) if pid else None
+    leader = first_child(nspawn)
+    return cgroups.check(host.get("cgroups") or {}, leader, {p for p in (pid, nspawn) if p})
+
+
 def nspawn_of(pid: int) -> int | None:
     """The systemd-nspawn process: ``pid`` itself, or the reboot loop's child."""
     try:
@@ -407,11 +433,18 @@ def stop_pid(pid: int, name: str, timeout: float = STOP_TIMEOUT) -> None:
         raise LabError(f"{name}: systemd-nspawn (pid {pid}) survived SIGKILL")
 
 
-def kill_leftovers(name: str, timeout: float = 10) -> None:
-    """SIGKILL every process still in the host's network namespace.  A nspawn
-    killed with SIGKILL (OOM killer, a crashed session) orphans its container,
-    which keeps running, holding the address and port 22; a new container on
-    the same namespace would then have SSH answered by the old one."""
+def kill_leftovers(name: str, timeout: float = 10, subtree: dict[str, str] | None = None) -> None:
+    """SIGKILL every process still in the host's cgroup subtree and network
+    namespace.  A nspawn killed with SIGKILL (OOM killer, a crashed session)
+    orphans its container, which keeps running, holding the address and port
+    22; a new container on the same namespace would then have SSH answered by
+    the old one.  The subtree also holds an orphaned nspawn (it stays in the
+    machine's network namespace), so it goes too."""
+    subtree = subtree or cgroups.plan(name)
+    try:
+        cgroups.kill(subtree, timeout)
+    except OSError as exc:
+        raise LabError(f"{name}: cgroup subtree {subtree}: {exc}") from exc
     ns = network.netns_name(name)
     if not network.netns_path(name).exists():
         return
@@ -434,7 +467,8 @@ def kill_leftovers(name: str, timeout: float = 10) -> None:
 def remove(host: Host) -> None:
     """Stop the host and delete its root, overlay dirs, keys and log."""
     stop(host)
-    kill_leftovers(host["name"])
+    kill_leftovers(host["name"], subtree=subtree_of(host))
+    cgroups.remove(subtree_of(host))
     umount_tree(Path(host["root"]))
     remove_tree(host_dir(host["name"]))
 

@@ -83,8 +83,16 @@ CARD_NOTE = (
 class Daemon:
     """A background process started in its own session, tracked by a pidfile.
 
-    ``match`` must occur in the process's command line; it guards against a
-    stale pidfile whose pid was reused by an unrelated process.
+    The pidfile holds ``PID STARTTIME LOGOFFSET``: the process is ours while a
+    live PID has that start time (field 22 of /proc/PID/stat, set at fork and
+    never changed by exec), which no reused PID can fake.  (The command line
+    is no identity: /proc/PID/cmdline reads *empty* for a moment after
+    ``Popen`` returns, while the kernel is still inside execve; measured here
+    on 58 of 60 starts when read at once.  That is what made a freshly
+    started wheelhouse look dead: see docs/lab.md.)  LOGOFFSET is where this
+    start's lines begin in the log, so an error shows this start's output.
+    ``match`` (a piece of the command line) is only used for a pidfile an
+    older llmfleet wrote with the PID alone.
     """
 
     name: str
@@ -99,13 +107,24 @@ class Daemon:
     def logfile(self) -> Path:
         return self.run_dir / f"{self.name}.log"
 
+    def _record(self) -> list[str]:
+        try:
+            return self.pidfile.read_text().split()
+        except FileNotFoundError:
+            return []
+
     def pid(self) -> int | None:
         """The live pid from the pidfile, or None (missing, dead, zombie or reused)."""
+        fields = self._record()
         try:
-            pid = int(self.pidfile.read_text().strip())
-        except (FileNotFoundError, ValueError):
+            pid = int(fields[0])
+        except (IndexError, ValueError):
             return None
-        return pid if _alive(pid) and self.match in _cmdline(pid) else None
+        if not _alive(pid):
+            return None
+        if len(fields) > 1:
+            return pid if _starttime(pid) == fields[1] else None
+        return pid if self.match in _cmdline(pid) else None
 
     @property
     def stampfile(self) -> Path:
@@ -120,6 +139,7 @@ class Daemon:
             return running
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "ab") as log:
+            offset = log.tell()
             log.write(f"\n=== {time.strftime('%F %T')} {' '.join(argv)}\n".encode())
             log.flush()
             proc = subprocess.Popen(
@@ -132,7 +152,8 @@ class Daemon:
                 env=env,
                 cwd=cwd,
             )
-        self.pidfile.write_text(f"{proc.pid}\n")
+        _CHILDREN[proc.pid] = proc
+        self.pidfile.write_text(f"{proc.pid} {_starttime(proc.pid)} {offset}\n")
         return proc.pid
 
     def ensure(
@@ -153,7 +174,8 @@ class Daemon:
         return self.start(argv, env, cwd)
 
     def stop(self, timeout: float = 15.0) -> bool:
-        """SIGTERM the process group, SIGKILL it after ``timeout``; True if one was running."""
+        """SIGTERM the process group, SIGKILL it after ``timeout``; True if one was running.
+        The log stays (``lab down`` keeps it too)."""
         pid = self.pid()
         if pid is not None:
             _signal_group(pid, signal.SIGTERM)
@@ -164,11 +186,30 @@ class Daemon:
         self.stampfile.unlink(missing_ok=True)
         return pid is not None
 
-    def log_tail(self, chars: int = 3000) -> str:
+    def log_tail(self, chars: int = 3000, since_start: bool = False) -> str:
+        """The log's last ``chars``; with ``since_start``, only what the latest start wrote."""
+        fields = self._record()
+        offset = int(fields[2]) if since_start and len(fields) > 2 else 0
         try:
-            return self.logfile.read_text(errors="replace")[-chars:]
+            with open(self.logfile, "rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode(errors="replace")[-chars:]
         except FileNotFoundError:
             return ""
+
+    def exit_status(self) -> str:
+        """How the last process this interpreter started for us ended, if it did."""
+        fields = self._record()
+        proc = _CHILDREN.get(int(fields[0])) if fields and fields[0].isdigit() else None
+        code = proc.poll() if proc is not None else None
+        if code is None:
+            return "gone" if proc is None else "running"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+# Popen objects of the daemons this process started, by pid: their exit status
+# for error messages, and no zombies left behind.
+_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 def _read(path: Path) -> str | None:
@@ -178,13 +219,25 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    """True for a running process; a zombie (dead, not yet reaped) counts as gone."""
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (field 3 on), or [] if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        return []
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _alive(pid: int) -> bool:
+    """True for a running process; a zombie (dead, not yet reaped) counts as gone."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] not in ("Z", "X")
+
+
+def _starttime(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else None
 
 
 def _cmdline(pid: int) -> str:
@@ -216,7 +269,8 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def wait_http(url: str, daemon: Daemon, timeout: float = START_TIMEOUT) -> None:
-    """Poll ``url`` until it answers 200; fail early, with the log, if the daemon died."""
+    """Poll ``url`` until it answers 200; fail early if the daemon died, with how it
+    ended and what this start wrote to its log."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -229,13 +283,13 @@ def wait_http(url: str, daemon: Daemon, timeout: float = START_TIMEOUT) -> None:
             last = str(exc)
         if daemon.pid() is None:
             raise LabError(
-                f"{daemon.name} exited during start ({last}); log "
-                f"{daemon.logfile}:\n{daemon.log_tail()}"
+                f"{daemon.name} exited during start ({daemon.exit_status()}; {url}: {last}); "
+                f"log {daemon.logfile}:\n{daemon.log_tail(since_start=True) or '(empty)'}"
             )
         time.sleep(0.3)
     raise LabError(
         f"{daemon.name}: {url} not ready after {timeout:.0f}s ({last}); log "
-        f"{daemon.logfile}:\n{daemon.log_tail()}"
+        f"{daemon.logfile}:\n{daemon.log_tail(since_start=True)}"
     )
 
 

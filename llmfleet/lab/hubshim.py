@@ -106,5 +106,10 @@ def start(run_dir, bind: str, port: int, upstream: str) -> str:
         "--upstream",
         upstream,
     ]
-    daemon(run_dir).ensure(argv, stamp=json.dumps(argv))
-    return f"http://{bind}:{port}"
+    from .hub import probe_url, wait_http
+
+    d = daemon(run_dir)
+    d.ensure(argv, stamp=json.dumps(argv))
+    url = f"http://{bind}:{port}"
+    wait_http(probe_url(url), d)  # through the shim to the Hub: both answer
+    return url

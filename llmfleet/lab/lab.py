@@ -21,8 +21,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from . import cgroups, network, rootfs
 from . import hosts as lab_hosts
-from . import network, rootfs
 from .state import STATE_VERSION, LabError, lab_lock, load_state, save_state, state_dir
 
 REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "ssh", "ssh-keygen", "mount")
@@ -81,30 +81,41 @@ def down(purge: bool = False) -> None:
             lab_hosts.stop(host)
         for pid in lab_hosts.stray_nspawns():
             lab_hosts.stop_pid(pid, f"stray systemd-nspawn {pid}")
-        if state is not None:
-            _services_hook("stop", state)
+        try:  # pidfiles and default ports: works with a lost state file too
+            _services_hook("stop", state if state is not None else {})
+            services_error = None
+        except LabError as exc:  # a port still held: clean up the rest, then say so
+            services_error = exc
         names = {h["name"] for h in recorded} | set(network.leftover_hosts())
         hosts_root = state_dir() / "hosts"
         if hosts_root.is_dir():
             names |= {p.name for p in hosts_root.iterdir()}
+        subtrees = {h["name"]: lab_hosts.subtree_of(h) for h in recorded}
         for name in sorted(names):
-            lab_hosts.kill_leftovers(name)
+            subtree = subtrees.get(name) or cgroups.plan(name)
+            lab_hosts.kill_leftovers(name, subtree=subtree)
+            cgroups.remove(subtree)
             network.remove_host_net(name)
             rootfs.umount_tree(lab_hosts.host_dir(name))
         network.remove_bridge()
-        _remove_state_dir()
+        _remove_state_dir(purge)
         if purge:
             rootfs.purge_cache()
+        if services_error is not None:
+            raise services_error
 
 
 def status() -> list[dict[str, Any]]:
-    """Per host: name, address, whether its container runs and SSH answers."""
+    """Per host: name, address, whether its container runs and SSH answers, and
+    ``cgroup``: "isolated" when the host has its own cgroup subtree in every
+    hierarchy and nothing else is in it, else what is wrong (None: not running)."""
     state = load_state()
     if state is None:
         return []
     rows = []
     for host in state["hosts"]:
         running = lab_hosts.is_running(host)
+        problems = lab_hosts.isolation(host) if running else []
         rows.append(
             {
                 "name": host["name"],
@@ -113,6 +124,10 @@ def status() -> list[dict[str, Any]]:
                 "ssh": running and lab_hosts.ssh_ok(host, timeout=3),
                 "pid": host.get("pid") if running else None,
                 "proc_sys_writable": host.get("proc_sys_writable"),
+                "cgroup": ("isolated" if not problems else "; ".join(problems))
+                if running
+                else None,
+                "cgroups": host.get("cgroups"),
             }
         )
     return rows
@@ -175,7 +190,7 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
             lab_hosts.personalise_root(host, state["hosts"], pubkey)  # refresh /etc/hosts
             return False
         lab_hosts.stop(host)
-    lab_hosts.kill_leftovers(name)
+    lab_hosts.kill_leftovers(name, subtree=lab_hosts.subtree_of(host))
     host["proc_sys_writable"] = wanted
     network.ensure_host_net(name, address)
     lab_hosts.ensure_root(host, base)
@@ -211,12 +226,18 @@ def _services_hook(name: str, state: dict[str, Any]) -> None:
         state.setdefault("services", {}).update(result)
 
 
-def _remove_state_dir() -> None:
+def _remove_state_dir(purge: bool = False) -> None:
     """Delete what the lab put in the state dir, then the dir if it is empty."""
     sdir = state_dir()
     for entry in STATE_ENTRIES:
         path = sdir / entry
-        if path.is_dir() and not path.is_symlink():
+        if entry == "services" and path.is_dir() and not purge:
+            # the side services' logs stay for a post-mortem (next up appends)
+            for item in path.iterdir():
+                if item.suffix == ".log" and item.is_file():
+                    continue
+                rootfs.remove_tree(item) if item.is_dir() else item.unlink()
+        elif path.is_dir() and not path.is_symlink():
             rootfs.remove_tree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()

@@ -20,17 +20,21 @@ with ``LLMFLEET_LAB_HUB_PORT`` / ``LLMFLEET_LAB_WHEELHOUSE_PORT``.
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from . import hub, hubshim, vendor, wheelhouse
-from .state import state_dir
+from .state import LabError, run, state_dir
 
 DEFAULT_CACHE_DIR = "/var/cache/llmfleet-lab"
 DEFAULT_GATEWAY = "10.213.0.1"
 MODEL_REVISION = "main"
+PORT_KEYS = ("hub_url", "hub_upstream_url", "wheelhouse_base_url")
+PORT_TIMEOUT = 10.0
+ANY_ADDRESS = ("*", "0.0.0.0", "::")
 KEYS = (
     "hub_url",
     "hub_upstream_url",
@@ -109,16 +113,68 @@ def start(state: dict[str, Any]) -> None:
     )
 
 
-def stop(state: dict[str, Any]) -> None:
-    """Stop both servers (no-op when they are not running) and forget their URLs;
-    caches stay."""
+def stop(state: dict[str, Any], timeout: float = PORT_TIMEOUT) -> None:
+    """Stop the servers (no-op when they are not running), wait until nothing
+    listens on their ports any more, and forget their URLs; caches and logs stay.
+
+    A port still held after that names its holder: a server we did not start
+    (or lost track of) would otherwise make the next ``lab up``'s server die
+    at bind time."""
+    services = state.get("services") if isinstance(state.get("services"), dict) else {}
+    ports = sorted(
+        {_url_port(services[k]) for k in PORT_KEYS if services.get(k)} | set(default_ports())
+    )
     hub.stop(run_dir())
     hubshim.daemon(run_dir()).stop()
     wheelhouse.stop(run_dir())
-    services = state.get("services")
-    if isinstance(services, dict):
-        for key in KEYS:
-            services.pop(key, None)
+    wait_ports_free(bind_host(state), ports, timeout)
+    for key in KEYS:
+        services.pop(key, None)
+
+
+def default_ports() -> list[int]:
+    return [
+        _port("LLMFLEET_LAB_HUB_PORT", hub.DEFAULT_PORT),
+        _port("LLMFLEET_LAB_HUB_SHIM_PORT", 8092),
+        _port("LLMFLEET_LAB_WHEELHOUSE_PORT", wheelhouse.DEFAULT_PORT),
+    ]
+
+
+def _url_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def listeners(address: str, ports: list[int]) -> list[str]:
+    """``ss`` lines of TCP sockets listening on ``address`` (or any address) at ``ports``."""
+    out = run(["ss", "-Htlnp"], "listing listening sockets", check=False).stdout
+    held = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local = fields[3]
+        addr, _, port = local.rpartition(":")
+        if (
+            port.isdigit()
+            and int(port) in ports
+            and addr.strip("[]") in (address, "*", "0.0.0.0", "::")
+        ):
+            held.append(line.strip())
+    return held
+
+
+def wait_ports_free(address: str, ports: list[int], timeout: float = PORT_TIMEOUT) -> None:
+    """Block until no socket listens on ``address``:``ports``; LabError naming the
+    holders after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while held := listeners(address, ports):
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"lab down: ports {ports} on {address} still held after {timeout:.0f}s "
+                "by processes llmfleet did not start or lost track of; stop them:\n"
+                + "\n".join(held)
+            )
+        time.sleep(0.2)
 
 
 def status(state: dict[str, Any]) -> dict[str, Any]:

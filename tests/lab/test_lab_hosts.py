@@ -157,9 +157,9 @@ def test_proc_sys_is_writable(lab_state: dict[str, Any]) -> None:
 @pytest.mark.lab
 def test_status_reports_running_and_ssh(lab_state: dict[str, Any]) -> None:
     rows = lab.status()
-    assert [(r["name"], r["running"], r["ssh"]) for r in rows] == [
-        ("lab1", True, True),
-        ("lab2", True, True),
+    assert [(r["name"], r["running"], r["ssh"], r["cgroup"]) for r in rows] == [
+        ("lab1", True, True, "isolated"),
+        ("lab2", True, True, "isolated"),
     ]
 
 

@@ -118,7 +118,7 @@ def test_unit_is_active_enabled_and_runs_as_the_service_user(
         assert ssh(host, f"systemctl is-active {UNIT}") == "active"
         assert ssh(host, f"systemctl is-enabled {UNIT}") == "enabled"
         assert unit_prop(host, "User") == "llmfleet"
-        assert unit_prop(host, "Restart") == "on-failure"
+        assert unit_prop(host, "Restart") == "always"
         pid = unit_prop(host, "MainPID")
         assert ssh(host, f"ps -o user= -p {pid}") == "llmfleet"
         # the service user cannot log in
@@ -166,18 +166,23 @@ def test_argv_is_the_recipe_with_the_pinned_snapshot(first: Run, lab1: dict[str,
         assert flag in args
 
 
+def chat(host: dict[str, Any], max_tokens: int = 4, timeout: float = 60) -> dict[str, Any]:
+    """One chat completion from the host's server, as a client would ask."""
+    body = json.dumps(
+        {"model": "tiny", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "Hi"}]}
+    ).encode()
+    req = urllib.request.Request(
+        f"http://{host['address']}:8000/v1/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
 def test_endpoint_answers_a_chat_completion(first: Run, lab_state: dict[str, Any]) -> None:
     for host in lab_state["hosts"]:
-        body = json.dumps(
-            {"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello"}]}
-        ).encode()
-        req = urllib.request.Request(
-            f"http://{host['address']}:8000/v1/chat/completions",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            reply = json.loads(resp.read())
+        reply = chat(host)
         assert reply["model"] == "tiny"
         assert reply["usage"]["completion_tokens"] == 4
 
@@ -277,3 +282,139 @@ def test_unreachable_host_is_named_and_the_others_finish(
     assert re.search(r"│ ghost\s+│.*│ unreachable", run.out), run
     for host in lab_state["hosts"]:
         assert re.search(rf"│ {host['name']}\s+│.*│ healthy", run.out), run
+
+
+# --- crash recovery and isolation (each lab host in its own cgroup subtree) --------------
+#
+# These run last: the kills restart lab1's server, and the last one stops lab2's.
+
+UNIT_PROCS = (
+    f"cg=$(systemctl show -p ControlGroup --value {UNIT}); "
+    "f=/sys/fs/cgroup/unified$cg/cgroup.procs; [ -e $f ] || f=/sys/fs/cgroup$cg/cgroup.procs; "
+    "cat $f"
+)
+# pid and start time (clock ticks since boot, field 22 of /proc/PID/stat) of every
+# process of the unit, then every engine process anywhere on the host
+SNAPSHOT = (
+    f"for p in $({UNIT_PROCS}); do echo unit $p $(cut -d' ' -f22 /proc/$p/stat 2>/dev/null); done; "
+    "for p in $(pgrep -f '[V]LLM::|[v]llm[.]entrypoints'); do "
+    "echo engine $p $(cut -d' ' -f22 /proc/$p/stat 2>/dev/null); done"
+)
+
+
+def snapshot(host: dict[str, Any]) -> dict[str, set[tuple[int, str]]]:
+    """{"unit": {(pid, start)}, "engine": {(pid, start)}} on the host now."""
+    out: dict[str, set[tuple[int, str]]] = {"unit": set(), "engine": set()}
+    for line in ssh(host, SNAPSHOT).splitlines():
+        kind, pid, *start = line.split()
+        if start:
+            out[kind].add((int(pid), start[0]))
+    return out
+
+
+def chat_ok(host: dict[str, Any]) -> bool:
+    try:
+        return bool(chat(host, max_tokens=2, timeout=10)["choices"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def crash_and_recover(host: dict[str, Any], kill: str, what: str) -> float:
+    """Run ``kill`` on the host, wait for the unit's next main process, check that no
+    process of the old instance is left, then wait until it serves a completion.
+    Returns (and prints) the seconds from the kill to serving again."""
+    old = snapshot(host)
+    old_main = unit_prop(host, "MainPID")
+    assert old_main != "0" and old["unit"], "the server must run before the crash"
+    # In one shell on the host: kill, then poll until systemd started the new main
+    # process, and list at that moment which old processes are still alive.
+    olds = " ".join(f"{p}:{s}" for p, s in old["unit"] | old["engine"])
+    script = (
+        f"{kill}; t0=$(date +%s.%N); i=0; "
+        f"while m=$(systemctl show -p MainPID --value {UNIT}); "
+        f'[ "$m" = 0 ] || [ "$m" = {old_main} ]; do i=$((i+1)); '
+        '[ $i -gt 600 ] && echo "no new main process after 30 s" && exit 0; sleep 0.05; done; '
+        'echo new_main=$m after=$(awk "BEGIN{print $(date +%s.%N) - $t0}")s; '
+        f"for ps in {olds}; do p=${{ps%%:*}}; s=${{ps#*:}}; "
+        '[ "$(cut -d" " -f22 /proc/$p/stat 2>/dev/null)" = "$s" ] '
+        "&& echo left $p $(cat /proc/$p/comm); done; true"
+    )
+    started = time.monotonic()
+    out = ssh(host, script)
+    assert "new_main=" in out, out
+    left = [line for line in out.splitlines() if line.startswith("left ")]
+    assert not left, f"{host['name']}: old processes alive when the new one started:\n{out}"
+    deadline = started + 300
+    while not chat_ok(host):
+        assert time.monotonic() < deadline, ssh(host, f"journalctl -u {UNIT} -n 40 --no-pager")
+        time.sleep(0.5)
+    seconds = time.monotonic() - started
+    new = snapshot(host)
+    assert not (old["unit"] | old["engine"]) & (new["unit"] | new["engine"])
+    # every engine process on the host belongs to the unit: no orphan under PID 1
+    assert new["engine"] <= new["unit"], (new, ssh(host, "ps -eo pid,ppid,comm"))
+    print(f"\n{host['name']}: {what}: {out.splitlines()[0]}; crash to serving {seconds:.1f} s")
+    return seconds
+
+
+def test_systemctl_status_inside_a_host_lists_its_own_processes(
+    first: Run, lab_state: dict[str, Any]
+) -> None:
+    from llmfleet.lab import cgroups, lab
+
+    assert [r["cgroup"] for r in lab.status()] == ["isolated", "isolated"]
+    for host in lab_state["hosts"]:
+        proc = subprocess.run(
+            hosts.ssh_argv(host, f"systemctl status {UNIT} --no-pager -n 0; systemctl status"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "Failed to dump process list" not in proc.stdout + proc.stderr, proc
+        assert f"─{unit_prop(host, 'MainPID')} " in proc.stdout, proc.stdout
+        # from the control machine: the unit's cgroup holds this host's processes only
+        leader = os.readlink(f"/proc/{hosts.container_leader(host['pid'])}/ns/pid")
+        for key, path in host["cgroups"].items():
+            unit_cg = cgroups.fs_path(key, path)
+            if key not in ("name=systemd", cgroups.UNIFIED) or unit_cg is None:
+                continue
+            procs = [
+                int(p)
+                for f in unit_cg.rglob(f"system.slice/{UNIT}/cgroup.procs")
+                for p in f.read_text().split()
+            ]
+            assert procs, f"{host['name']}: no {UNIT} under {unit_cg}"
+            for pid in procs:
+                assert os.readlink(f"/proc/{pid}/ns/pid") == leader, (key, pid)
+
+
+def test_kill_9_of_the_main_pid_restarts_with_nothing_of_the_old_instance_left(
+    first: Run, lab1: dict[str, Any]
+) -> None:
+    restarts = int(unit_prop(lab1, "NRestarts"))
+    crash_and_recover(lab1, f"kill -9 $(systemctl show -p MainPID --value {UNIT})", "kill -9 main")
+    assert int(unit_prop(lab1, "NRestarts")) == restarts + 1
+
+
+def test_killing_the_engine_core_restarts_the_unit_with_no_orphan(
+    first: Run, lab1: dict[str, Any]
+) -> None:
+    # vLLM's API server exits 0 when its engine core dies: Restart=always brings it back
+    restarts = int(unit_prop(lab1, "NRestarts"))
+    crash_and_recover(lab1, "pkill -9 -x VLLM::EngineCor", "kill -9 engine core")
+    assert int(unit_prop(lab1, "NRestarts")) == restarts + 1
+
+
+def test_stopping_the_server_on_lab2_leaves_lab1_untouched(
+    first: Run, lab1: dict[str, Any], lab2: dict[str, Any]
+) -> None:
+    before = snapshot(lab1)
+    assert before["unit"]
+    started = time.monotonic()
+    ssh(lab2, f"systemctl stop {UNIT}")
+    print(f"\nlab2: systemctl stop took {time.monotonic() - started:.1f} s")
+    assert unit_prop(lab2, "ActiveState") == "inactive"
+    assert unit_prop(lab2, "Result") == "success"
+    assert snapshot(lab2) == {"unit": set(), "engine": set()}
+    assert snapshot(lab1) == before
+    assert chat_ok(lab1)
