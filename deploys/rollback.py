@@ -15,12 +15,21 @@ from pyinfra.facts.files import File
 from pyinfra.operations import python, server
 
 from llmfleet.hostpaths import ENV_MARKER
+from llmfleet.manifest import ReleaseManifest
 from llmfleet.settings import Settings
 from roles import summary
+from roles.container import ContainerState
 from roles.health import Target, gate
 from roles.plan import fail_host, settings_only
 from roles.release import Releases, activate_commands, promote
 from roles.run import record
+
+
+def _engine_present(m: ReleaseManifest) -> bool:
+    """Going back needs no download: the release's venv or image must still be here."""
+    if m.image:
+        return host.get_fact(ContainerState, package="docker.io", image=m.image)["image"]
+    return bool(host.get_fact(File, path=f"{m.venv}/{ENV_MARKER}"))
 
 
 def rollback(s: Settings) -> None:
@@ -36,10 +45,10 @@ def rollback(s: Settings) -> None:
     if current == target:
         print(f"    [{host.name}] already on release {target}: nothing to do")
         return
-    venv = manifest.venv
-    if manifest.runtime == "venv" and not host.get_fact(File, path=f"{venv}/{ENV_MARKER}"):
+    if not _engine_present(manifest):
+        what = f"image {manifest.image}" if manifest.image else f"engine venv {manifest.venv}"
         fail_host(
-            f"{host.name}: release {target}: its engine venv {venv} is gone "
+            f"{host.name}: release {target}: its {what} is gone "
             "(fix: deploy that configuration again with deploys/serve.py)"
         )
         return

@@ -16,6 +16,7 @@ from pyinfra.operations.util import any_changed
 
 from llmfleet.serveplan import ServePlan
 from roles import summary
+from roles.container import container_engine
 from roles.engine import engine_env
 from roles.health import Target, health
 from roles.plan import current
@@ -27,7 +28,9 @@ from roles.weights import weights
 def serve(plan: ServePlan) -> None:
     s = plan.settings
     changed: list = []
-    if plan.rendered.runtime == "venv":
+    if plan.manifest.image:  # docker: the engine is the pinned image
+        container_engine(s, plan.manifest.image, ops=changed)
+    else:
         engine_env(spec=plan.engine, venv=plan.venv, ops=changed)
     weights(plan.weights, ops=changed)
     known = host.get_fact(Releases)
@@ -49,5 +52,5 @@ def serve(plan: ServePlan) -> None:
 
 summary.register("llmfleet serve")
 _plan = current()
-if _plan is not None and port_is_free(_plan.rendered.port):
+if _plan is not None and port_is_free(_plan.rendered.port, docker=bool(_plan.manifest.image)):
     serve(_plan)

@@ -177,8 +177,19 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
                 "commit first (llmfleet plan INVENTORY --host HOST --unit prints that unit)",
                 highlight=False,
             )
+        image = rendered.docker["image"] if rendered.docker else None
+        if image:
+            err.print(
+                f"note: the unit shows image {image!r}; a deploy pins it to its digest",
+                highlight=False,
+            )
         plan = build_serve_plan(
-            cat, "render", s, r, weights_plan(s, rendered.model_repo, commit, None, False)
+            cat,
+            "render",
+            s,
+            r,
+            weights_plan(s, rendered.model_repo, commit, None, False),
+            image=image,
         )
         _raw(plan.unit)
         _raw(plan.env)
@@ -218,7 +229,14 @@ def cmd_settings(cat: Catalog, a: argparse.Namespace) -> int:
 
 
 def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
-    from .plan import load_inventory_data, pinned_commit, plan_inventory, plan_json, serve_plan
+    from .plan import (
+        load_inventory_data,
+        pinned_commit,
+        pinned_image,
+        plan_inventory,
+        plan_json,
+        serve_plan,
+    )
 
     plans = plan_inventory(cat, load_inventory_data(a.inventory))
     if a.host:
@@ -232,7 +250,7 @@ def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
         if not p.ok:
             raise ValidationError(p.problems)
         # the commit is resolved on the control node, as the deploy does
-        _raw(serve_plan(cat, p, pinned_commit(p)).unit)
+        _raw(serve_plan(cat, p, pinned_commit(p), image=pinned_image(p)).unit)
         return 0
     if a.json:
         _print_json(plan_json(plans))

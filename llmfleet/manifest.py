@@ -63,6 +63,8 @@ class ReleaseManifest:
     overrides: dict[str, str] = field(default_factory=dict)
     # the env-file variable holding the endpoint key, for probes (None: no key)
     api_key_env: str | None = None
+    # docker runtime: the image every host runs, pinned by digest (name@sha256:...)
+    image: str | None = None
 
     @property
     def model(self) -> str:
@@ -73,7 +75,12 @@ class ReleaseManifest:
             "id": self.id,
             "recipe": self.recipe,
             "overrides": dict(self.overrides),
-            "engine": {"runtime": self.runtime, "venv": self.venv, "packages": self.packages},
+            "engine": {
+                "runtime": self.runtime,
+                "venv": self.venv,
+                "packages": self.packages,
+                "image": self.image,
+            },
             "model": {"repo": self.model_repo, "revision": self.revision, "commit": self.commit},
             "port": self.port,
             "served_name": self.served_name,
@@ -101,6 +108,7 @@ class ReleaseManifest:
             argv=list(data.get("argv", [])),
             overrides=dict(data.get("overrides", {})),
             api_key_env=data.get("api_key_env"),
+            image=engine.get("image"),
         )
 
 

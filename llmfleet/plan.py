@@ -10,6 +10,7 @@ from .apikeys import api_key_for
 from .catalog import Catalog
 from .errors import LlmfleetError
 from .hubapi import resolve_commit
+from .images import ImageRef, resolve_digest
 from .serveplan import ServePlan, build_serve_plan, weights_plan
 from .validate import HostPlan, check_fleet, plan_host
 
@@ -92,11 +93,28 @@ def pinned_commit(plan: HostPlan) -> str:
     return resolve_commit(*revision_key(plan))
 
 
+def image_key(plan: HostPlan) -> tuple[ImageRef, frozenset[str]] | None:
+    """What a docker host's image digest depends on: the image as the host pulls it
+    (through the site registry, when there is one) and the registries spoken in HTTP."""
+    r, s = plan.rendered, plan.settings
+    if r is None or r.docker is None:
+        return None
+    ref = ImageRef.parse(str(r.docker["image"])).via(s.image_registry)
+    return ref, frozenset(s.insecure_registries)
+
+
+def pinned_image(plan: HostPlan) -> str | None:
+    """The host's image pinned by digest, resolved on the control node (None: venv)."""
+    key = image_key(plan)
+    return key[0].pinned(resolve_digest(*key)) if key else None
+
+
 def serve_plan(
     catalog: Catalog,
     plan: HostPlan,
     commit: str,
     *,
+    image: str | None = None,
     peer_address: str | None = None,
     serves_peers: bool = False,
 ) -> ServePlan:
@@ -106,4 +124,4 @@ def serve_plan(
     s = plan.settings
     weights = weights_plan(s, plan.rendered.model_repo, commit, peer_address, serves_peers)
     key = api_key_for(plan.host, s, catalog.engines[recipe.engine])
-    return build_serve_plan(catalog, plan.host, s, recipe, weights, api_key=key)
+    return build_serve_plan(catalog, plan.host, s, recipe, weights, api_key=key, image=image)

@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 
 from .catalog import Catalog, Recipe
 from .engineenv import EngineSpec, PackageSource, engine_spec, venv_path
+from .errors import Problem, ValidationError
 from .hostpaths import snapshot_dir
 from .manifest import ReleaseManifest, release_id
 from .render import Rendered, render
 from .settings import Settings
-from .unitfile import env_file_text, unit_text
+from .unitfile import env_file_text, hf_mount_target, unit_text
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,25 @@ def weights_plan(
     )
 
 
+def _cache_in_container(catalog: Catalog, recipe: Recipe, s: Settings, host: str) -> str:
+    """Where the container sees the host's HF cache (the recipe's ``-v`` of it)."""
+    first = render(catalog, recipe, s, host)
+    assert first.docker is not None
+    target = hf_mount_target(first.docker["options"], s.hf_home)
+    if target is None:
+        raise ValidationError(
+            [
+                Problem(
+                    host,
+                    "runtime",
+                    f"recipe {recipe.id} runs in docker but mounts no {s.hf_home}",
+                    fix='add "-v", "{hf_home}:/root/.cache/huggingface" to its options',
+                )
+            ]
+        )
+    return target
+
+
 def build_serve_plan(
     catalog: Catalog,
     host: str,
@@ -96,17 +116,20 @@ def build_serve_plan(
     weights: WeightsPlan,
     *,
     api_key: str | None = None,
+    image: str | None = None,
 ) -> ServePlan:
-    """Everything the serve roles apply to ``host``, as text and typed records."""
+    """Everything the serve roles apply to ``host``, as text and typed records.
+    ``image`` is the docker runtime's image pinned by digest (``name@sha256:...``)."""
     table = catalog.engines[recipe.engine]
     spec = engine_spec(catalog, recipe, s)
     venv = venv_path(recipe, spec, s)
+    docker = (s.runtime or recipe.runtime or ("docker" if recipe.container else "venv")) == "docker"
+    # the engine reads the HF cache where it sees it: the host path, or the container's
+    cache = _cache_in_container(catalog, recipe, s, host) if docker else s.hf_home
     # serve the pinned local snapshot; the served name stays what clients expect
-    model_dir = snapshot_dir(s.hf_home, weights.repo, weights.commit)
+    model_dir = snapshot_dir(cache, weights.repo, weights.commit)
     rendered = render(catalog, recipe, replace(s, model_path=s.model_path or model_dir), host)
-    extra: dict[str, str] = {}
-    if rendered.runtime == "venv":
-        extra = {"HF_HUB_OFFLINE": "1", "HF_HOME": s.hf_home}
+    extra: dict[str, str] = {"HF_HUB_OFFLINE": "1", "HF_HOME": cache}
     key_env = table.get("api_key_env") if api_key else None
     if api_key and key_env:  # in the 0600 env file only, never argv
         extra[key_env] = api_key
@@ -116,6 +139,9 @@ def build_serve_plan(
         venv=venv,
         source=f"{recipe.source['seed']} / {recipe.source['section']}",
         hardening=s.systemd_hardening,
+        image=image,
+        hf_home=s.hf_home,
+        stop_timeout=s.container_stop_timeout,
     )
     env = env_file_text(rendered, extra)
     manifest = ReleaseManifest(
@@ -132,5 +158,6 @@ def build_serve_plan(
         argv=rendered.argv,
         overrides=s.overrides(),
         api_key_env=key_env,
+        image=image if docker else None,
     )
     return ServePlan(host, s, recipe, rendered, spec, venv, weights, unit, env, manifest)

@@ -45,13 +45,14 @@ PREFIXES = {
 HUB_REQUIREMENT = "huggingface_hub>=0.34"
 
 # deploys, as named in the table
-SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR = (
+SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY = (
     "serve",
     "weights",
     "rollback",
     "onboard",
     "preflight",
     "mirror",
+    "registry",
 )
 # "plan": the key shapes the rendered command/unit, so `recipes render --set` takes it too
 RENDER_KEY = "plan"
@@ -127,7 +128,12 @@ class Settings:
         RENDER,
         choices=("venv", "docker"),
     )
-    image: str | None = key(None, "container image for the docker runtime", RENDER)
+    image: str | None = key(
+        None,
+        "container image for the docker runtime (a tag is pinned to its digest on the "
+        "control node)",
+        RENDER,
+    )
     venv: str | None = key(
         None,
         "engine environment path (default /opt/llmfleet/engines/<engine>-<hash of pins>)",
@@ -220,6 +226,32 @@ class Settings:
     )
     weights_peer_port: int = key(
         8099, "port the peer serves weights on", (SERVE, WEIGHTS), minimum=1, maximum=65535
+    )
+    # --- container runtime (docker recipes) and the site registry (deploys/registry.py)
+    image_registry: str | None = key(
+        None,
+        "site registry (HOST:PORT) hosts pull images through: a pull-through cache",
+        SERVE,
+    )
+    insecure_registries: list[str] = key(
+        [], "registries reached over plain HTTP (docker's insecure-registries)", SERVE
+    )
+    docker_version: str | None = key(
+        None,
+        "docker.io package version to install and hold (default files/runtimes/docker.yaml)",
+        SERVE,
+    )
+    docker_data_root: str | None = key(
+        None, "docker's data-root, on the fast disk (default /var/lib/docker)", SERVE
+    )
+    docker_log_max_size: str = key("100m", "container log rotation: size of one file", SERVE)
+    docker_log_max_file: int = key(5, "container log rotation: files kept", SERVE, minimum=1)
+    container_stop_timeout: int = key(
+        120, "seconds docker stop waits for the engine before SIGKILL", SERVE, minimum=1
+    )
+    registry_port: int = key(5000, "port of the site registry", REGISTRY, minimum=1, maximum=65535)
+    registry_upstream: str | None = key(
+        None, "registry the site registry caches (default Docker Hub)", REGISTRY
     )
     # --- site mirror (deploys/mirror.py)
     mirror_port: int = key(8090, "port of the olah Hub mirror", MIRROR, minimum=1, maximum=65535)

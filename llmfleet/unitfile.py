@@ -35,25 +35,55 @@ def env_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def exec_argv(r: Rendered, venv: str) -> list[str]:
-    """The process systemd starts: venv binaries, docker run, or a set_env.sh wrapper."""
+CONTAINER_ENV_FILE = "/run/llmfleet/serve.env"
+# The container's entrypoint: the env file is read inside the container, so neither
+# argv nor `docker inspect` ever holds a value from it (the endpoint key).
+CONTAINER_SH = f'set -a; . {CONTAINER_ENV_FILE}; set +a; exec "$@"'
+
+
+def hf_mount_target(options: list[str], hf_home: str) -> str | None:
+    """Where a docker recipe mounts the host's HF cache (``-v HF_HOME:TARGET``)."""
+    for flag, value in zip(options, options[1:], strict=False):
+        if flag in ("-v", "--volume") and value.split(":")[0] == hf_home:
+            return value.split(":")[1]
+    return None
+
+
+def _read_only_cache(options: list[str], hf_home: str) -> list[str]:
+    """The guide's options, with the shared HF cache mounted read-only: the deploy
+    pulled and verified it; the engine only reads it."""
+    out = list(options)
+    for i, (flag, value) in enumerate(zip(options, options[1:], strict=False)):
+        if flag in ("-v", "--volume") and value.split(":")[0] == hf_home and value.count(":") == 1:
+            out[i + 1] = f"{value}:ro"
+    return out
+
+
+def exec_argv(r: Rendered, venv: str, image: str | None = None, hf_home: str = "") -> list[str]:
+    """The process systemd starts: venv binaries, a set_env.sh wrapper, or ``docker run``
+    of ``image`` (pinned by digest) with the env file read inside the container."""
+    argv = list(r.argv)
     if r.runtime == "docker":
-        assert r.docker is not None
-        entry = r.docker["entrypoint"]
-        cmd = r.argv[len(entry) :] if r.argv[: len(entry)] == entry else r.argv
-        env_args = [a for key in r.env for a in ("-e", key)]
+        assert r.docker is not None and image, "a docker release runs a pinned image"
         return [
             "/usr/bin/docker",
             "run",
             "--rm",
             "--name",
             hp.UNIT_NAME,
-            *r.docker["options"],
-            *env_args,
-            r.docker["image"],
-            *cmd,
+            "--pull",
+            "never",
+            *_read_only_cache(r.docker["options"], hf_home),
+            "-v",
+            f"{hp.ENV_FILE}:{CONTAINER_ENV_FILE}:ro",
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            "; ".join([*(f". {shlex.quote(x)}" for x in r.env_scripts), CONTAINER_SH]),
+            hp.UNIT_NAME,
+            *argv,
         ]
-    argv = list(r.argv)
     if argv[0] in r.venv_launchers:
         argv[0] = f"{venv}/bin/{argv[0]}"
     if r.env_scripts:
@@ -81,9 +111,12 @@ def unit_text(
     source: str,
     supplementary_groups: list[str] | None = None,
     hardening: bool = True,
+    image: str | None = None,
+    hf_home: str = "",
+    stop_timeout: int = 120,
 ) -> str:
-    """The server unit: ``user`` runs ``venv``'s engine (or docker runs the image)."""
-    exec_start = " ".join(systemd_quote(a) for a in exec_argv(r, venv))
+    """The server unit: ``user`` runs ``venv``'s engine (or docker runs ``image``)."""
+    exec_start = " ".join(systemd_quote(a) for a in exec_argv(r, venv, image, hf_home))
     return (
         jinja_env()
         .get_template("llmfleet-serve.service.j2")
@@ -103,6 +136,7 @@ def unit_text(
             release_dir=hp.CURRENT_RELEASE,
             source=source,
             hardening=hardening,
+            stop_timeout=stop_timeout,
         )
     )
 

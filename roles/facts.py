@@ -17,13 +17,20 @@ class PortListeners(FactBase):
     unit's own cgroup (our server, already running there) is not a clash.
     """
 
-    def command(self, port: int, unit: str) -> str:
-        # /proc/PID/cgroup names the unit on cgroup v1, v2 and hybrid hosts alike
+    def command(self, port: int, unit: str, container: str | None = None) -> str:
+        # /proc/PID/cgroup names the unit on cgroup v1, v2 and hybrid hosts alike; a
+        # docker release's listener is dockerd's proxy for our container's port
+        mine = (
+            f'docker port {container} 2>/dev/null | grep -q ":{int(port)}$" && '
+            'for p in $(pgrep -x docker-proxy); do echo "owned $p"; done; '
+            if container
+            else ""
+        )
         return (
             f"out=$(ss -Htlnp 'sport = :{int(port)}' 2>/dev/null); "
             'printf "%s\\n" "$out"; '
             "for p in $(printf '%s' \"$out\" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do "
-            f'grep -qs "/{unit}$" /proc/$p/cgroup && echo "owned $p"; done; true'
+            f'grep -qs "/{unit}$" /proc/$p/cgroup && echo "owned $p"; done; {mine}true'
         )
 
     def process(self, output: list[str]) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ other hosts go on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra import host, inventory, state
 from pyinfra.operations import server
@@ -18,7 +19,8 @@ from pyinfra.operations import server
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
 from llmfleet.hubapi import resolve_commit
-from llmfleet.plan import revision_key, serve_plan
+from llmfleet.images import resolve_digest
+from llmfleet.plan import image_key, revision_key, serve_plan
 from llmfleet.render import Rendered
 from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
 from llmfleet.settings import Settings, parse_settings
@@ -41,20 +43,39 @@ def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
                 for h in inventory
             ]
             check_fleet(plans)
-            for key in {revision_key(p) for p in plans if p.ok and p.rendered}:
-                try:
-                    run.commits[key] = resolve_commit(*key)
-                except LlmfleetError as exc:
-                    run.commits[key] = exc
+            ready = [p for p in plans if p.ok and p.rendered]
+            for key in {revision_key(p) for p in ready}:
+                run.resolved[key] = _try(resolve_commit, *key)
+            for ikey in {image_key(p) for p in ready} - {None}:
+                run.resolved[ikey] = _try(
+                    lambda ref, insecure: ref.pinned(resolve_digest(ref, insecure)), *ikey
+                )
             run.plans = {p.host: p for p in plans}
     return run.plans
 
 
-def _commit(plan: HostPlan) -> str:
-    found = current_run().commits[revision_key(plan)]
+def _try(resolve, *args):
+    """The resolved value, or the error, kept for every host that needs it."""
+    try:
+        return resolve(*args)
+    except LlmfleetError as exc:
+        return exc
+
+
+def _resolved(key) -> Any:
+    found = current_run().resolved[key]
     if isinstance(found, LlmfleetError):
         raise found
     return found
+
+
+def _commit(plan: HostPlan) -> str:
+    return _resolved(revision_key(plan))
+
+
+def _image(plan: HostPlan) -> str | None:
+    key = image_key(plan)
+    return _resolved(key) if key else None
 
 
 def fail_host(message: str) -> None:

@@ -22,8 +22,9 @@ class Run:
     """Per run: plans by host (computed once), records by host, fan-out needs."""
 
     plans: dict[str, Any] | None = None
-    # (repo, revision, endpoint) -> commit, or the LlmfleetError that resolving it raised
-    commits: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
+    # what the control node resolved once for the fleet: (repo, revision, endpoint) ->
+    # commit, (image, insecure registries) -> pinned image; or the LlmfleetError raised
+    resolved: dict[tuple, Any] = field(default_factory=dict)
     records: dict[str, HostRecord] = field(default_factory=dict)
     # hosts that already have a "uv" install queued in this run
     uv_queued: set[str] = field(default_factory=set)

@@ -24,9 +24,15 @@ from .facts import PortListeners
 from .plan import fail_host
 
 
-def port_is_free(port: int) -> bool:
-    """False (and the host failed) when a process outside our unit holds the port."""
-    listeners = host.get_fact(PortListeners, port=port, unit=f"{UNIT_NAME}.service")
+def port_is_free(port: int, docker: bool = False) -> bool:
+    """False (and the host failed) when a process outside our unit (or, for a docker
+    release, our container's port proxy) holds the port."""
+    listeners = host.get_fact(
+        PortListeners,
+        port=port,
+        unit=f"{UNIT_NAME}.service",
+        container=UNIT_NAME if docker else None,
+    )
     if listeners:
         who = ", ".join(f"{x['process']} (pid {x['pid']})" for x in listeners)
         fail_host(

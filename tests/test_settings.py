@@ -131,7 +131,7 @@ def test_the_docs_table_is_generated_from_the_schema() -> None:
     text = (ROOT / "docs" / "settings.md").read_text()
     body = text.split("<!-- generated: llmfleet settings --markdown -->\n", 1)[1]
     body = body.split("<!-- end generated -->", 1)[0]
-    assert body == schema_markdown(), "regenerate: llmfleet settings --markdown"
+    assert body == schema_markdown(), "regenerate: python3 scripts/gen-settings-doc.py"
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", body, re.M))
     assert documented == set(schema())
 
