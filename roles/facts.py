@@ -19,18 +19,23 @@ class PortListeners(FactBase):
 
     def command(self, port: int, unit: str, container: str | None = None) -> str:
         # /proc/PID/cgroup names the unit on cgroup v1, v2 and hybrid hosts alike; a
-        # docker release's listener is dockerd's proxy for our container's port
+        # docker release listens from our container (its id in the cgroup) or, with -p,
+        # through dockerd's docker-proxy for our container's port
         mine = (
+            f"cid=$(docker inspect -f '{{{{.Id}}}}' {container} 2>/dev/null); "
+            'if [ -n "$cid" ]; then for p in $pids; do '
+            'grep -qs "$cid" /proc/$p/cgroup && echo "owned $p"; done; '
             f'docker port {container} 2>/dev/null | grep -q ":{int(port)}$" && '
-            'for p in $(pgrep -x docker-proxy); do echo "owned $p"; done; '
+            'for p in $(pgrep -x docker-proxy); do echo "owned $p"; done; fi; '
             if container
             else ""
         )
         return (
             f"out=$(ss -Htlnp 'sport = :{int(port)}' 2>/dev/null); "
             'printf "%s\\n" "$out"; '
-            "for p in $(printf '%s' \"$out\" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do "
-            f'grep -qs "/{unit}$" /proc/$p/cgroup && echo "owned $p"; done; {mine}true'
+            "pids=$(printf '%s' \"$out\" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); "
+            f'for p in $pids; do grep -qs "/{unit}$" /proc/$p/cgroup && echo "owned $p"; done; '
+            f"{mine}true"
         )
 
     def process(self, output: list[str]) -> list[dict[str, str]]:

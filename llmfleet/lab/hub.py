@@ -89,7 +89,7 @@ class Daemon:
     is no identity: /proc/PID/cmdline reads *empty* for a moment after
     ``Popen`` returns, while the kernel is still inside execve; measured here
     on 58 of 60 starts when read at once.  That is what made a freshly
-    started wheelhouse look dead: see docs/lab.md.)  LOGOFFSET is where this
+    started wheelhouse look dead: see docs/lab-isolation.md.)  LOGOFFSET is where this
     start's lines begin in the log, so an error shows this start's output.
     ``match`` (a piece of the command line) is only used for a pidfile an
     older llmfleet wrote with the PID alone.

@@ -49,3 +49,29 @@ def lab_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[str, 
         )
     services = state.get("services") or {}
     return [(h["name"], host_data(h, services)) for h in state["hosts"]]
+
+
+DOCKER_RECIPE = "lab-cpu-vllm-tiny-docker"
+SITE_REGISTRY_PORT = 5000
+
+
+def docker_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The lab hosts running the docker path: the docker recipe, images pulled through
+    a site registry on the first host (``deploys/registry.py``), which caches the lab's
+    outside registry; both speak plain HTTP on the lab bridge."""
+    state = state if state is not None else load_state()
+    hosts = lab_hosts(state)
+    outside = (state or {}).get("services", {}).get("registry")
+    if not outside:
+        raise RuntimeError(
+            "the lab has no image registry: start it with `llmfleet lab up --docker`"
+        )
+    site = f"{hosts[0][1]['ssh_hostname']}:{SITE_REGISTRY_PORT}"
+    docker = {
+        "recipe": DOCKER_RECIPE,
+        "image_registry": site,
+        "insecure_registries": [site, outside],
+        "registry_port": SITE_REGISTRY_PORT,
+        "registry_upstream": f"http://{outside}",
+    }
+    return [(name, {**data, **docker}) for name, data in hosts]
