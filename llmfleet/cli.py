@@ -494,8 +494,7 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
             "--diff",
             a.inventory,
             a.deploy,
-            "--limit",
-            ",".join(hosts),
+            *rollout.limit_args(hosts),
             *extra,
         ]
         return subprocess.run(argv, check=False).returncode

@@ -2,7 +2,7 @@
 
 pyinfra's own ``_serial``/``--serial`` either waits for every host before it
 checks failures or goes one host at a time, so batching lives here: each batch
-is one ``pyinfra INVENTORY DEPLOY --limit h1,h2,...`` run (the deploy itself
+is one ``pyinfra INVENTORY DEPLOY --limit h1 --limit h2 ...`` run (the deploy itself
 health-gates and reverts each host), its per-host results come back through
 the summary's results file, and the rollout stops once more hosts failed than
 ``max_fail`` allows, leaving the untouched batches on what they run.
@@ -83,6 +83,11 @@ def roll(
     return out
 
 
+def limit_args(hosts: list[str]) -> list[str]:
+    """pyinfra's ``--limit`` takes one pattern each (no commas): ``--limit a --limit b``."""
+    return [a for h in hosts for a in ("--limit", h)]
+
+
 def pyinfra_runner(inventory: str, deploy: str, extra: list[str], cwd: Path) -> Runner:
     """A Runner that runs one pyinfra process per batch and reads its results file."""
 
@@ -97,8 +102,7 @@ def pyinfra_runner(inventory: str, deploy: str, extra: list[str], cwd: Path) -> 
                 "-y",
                 inventory,
                 deploy,
-                "--limit",
-                ",".join(batch),
+                *limit_args(batch),
                 *extra,
             ]
             subprocess.run(argv, cwd=cwd, env=env, check=False)

@@ -46,3 +46,27 @@ def test_rollout_tolerates_failures_up_to_max_fail_and_counts_missing_results() 
     )
     assert not out.stopped and out.failed == {"h2": "failed: no result"}
     assert len(out.done) == 6
+
+
+def test_a_batch_of_several_hosts_reaches_every_host_of_it(tmp_path) -> None:
+    """pyinfra's --limit takes one pattern each; a comma list matched no host at all."""
+    from pathlib import Path
+
+    from llmfleet.rollout import limit_args, pyinfra_runner
+
+    assert limit_args(["a", "b"]) == ["--limit", "a", "--limit", "b"]
+    hosts = [f"@fake/h{i}" for i in (1, 2, 3)]
+    # a fake host answers every command with success, except the failing one of fail_host
+    data = {
+        "fake_delay": 0,
+        "fake_delay_jitter": 0,
+        "fake_responses": {"; exit 1": {"success": False}},
+    }
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(f"hosts = {[(h, data) for h in hosts]!r}\n")
+    run = pyinfra_runner(str(inventory), "deploys/rollback.py", [], Path(__file__).parents[1])
+    results = run(hosts[:2])
+    # both hosts of the batch ran (no release to go back to: a named failure), h3 did not
+    assert set(results) == {"@fake/h1", "@fake/h2"}
+    assert all(r["status"] == "failed" for r in results.values())
+    assert "no previous release" in results["@fake/h1"]["detail"]
