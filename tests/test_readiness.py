@@ -198,7 +198,11 @@ def test_recipe_tuning_wishes_are_warnings(catalog) -> None:
 def test_cpu_profile_needs_no_devices(catalog, facts) -> None:
     facts.accelerators = None
     r = assess(catalog, "lab1", facts, "cpu", "lab-cpu-vllm-tiny")
-    assert r.ok and r.detected == "cpu" and r.recipes == ["lab-cpu-vllm-tiny", "lab-cpu-vllm-tiny-docker"]
+    assert (
+        r.ok
+        and r.detected == "cpu"
+        and r.recipes == ["lab-cpu-vllm-tiny", "lab-cpu-vllm-tiny-docker"]
+    )
 
 
 def test_unknown_profile_and_no_profile(catalog, facts) -> None:
