@@ -103,10 +103,15 @@ def image_key(plan: HostPlan) -> tuple[ImageRef, frozenset[str]] | None:
     return ref, frozenset(s.insecure_registries)
 
 
+def pin_image(ref: ImageRef, insecure: frozenset[str]) -> str:
+    """``ref`` as ``name@sha256:...``: its tag resolved now, on the control node."""
+    return ref.pinned(resolve_digest(ref, insecure))
+
+
 def pinned_image(plan: HostPlan) -> str | None:
-    """The host's image pinned by digest, resolved on the control node (None: venv)."""
+    """The host's image pinned by digest (None: a venv release)."""
     key = image_key(plan)
-    return key[0].pinned(resolve_digest(*key)) if key else None
+    return pin_image(*key) if key else None
 
 
 def serve_plan(

@@ -19,8 +19,7 @@ from pyinfra.operations import server
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
 from llmfleet.hubapi import resolve_commit
-from llmfleet.images import resolve_digest
-from llmfleet.plan import image_key, revision_key, serve_plan
+from llmfleet.plan import image_key, pin_image, revision_key, serve_plan
 from llmfleet.render import Rendered
 from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
 from llmfleet.settings import Settings, parse_settings
@@ -31,8 +30,9 @@ from .run import current_run, record
 
 def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
     """Plan every inventory host once per run, so fleet-wide checks apply, and resolve
-    each distinct model revision once for the whole fleet (hosts pin the same commit
-    however long the fleet takes to prepare, and the Hub sees one request)."""
+    each distinct model revision and image tag once for the whole fleet (hosts pin the
+    same commit and digest however long the fleet takes to prepare, and the Hub and the
+    registry see one request each)."""
     run = current_run()
     with run.lock:
         if run.plans is None:
@@ -47,9 +47,7 @@ def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
             for key in {revision_key(p) for p in ready}:
                 run.resolved[key] = _try(resolve_commit, *key)
             for ikey in {image_key(p) for p in ready} - {None}:
-                run.resolved[ikey] = _try(
-                    lambda ref, insecure: ref.pinned(resolve_digest(ref, insecure)), *ikey
-                )
+                run.resolved[ikey] = _try(pin_image, *ikey)
             run.plans = {p.host: p for p in plans}
     return run.plans
 
