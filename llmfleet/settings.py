@@ -327,16 +327,28 @@ def schema() -> dict[str, Any]:
     return {f.name: f for f in fields(Settings)}
 
 
+# pyinfra's own data: operation arguments (``_sudo``) and connector keys.  Prefixes only
+# where a connector owns a whole namespace; ``docker_*`` is shared with our settings,
+# so only the docker connector's exact keys pass.
+PYINFRA_PREFIXES = ("_", "ssh_", "fake_", "chroot_", "winrm_")
+PYINFRA_KEYS = {"docker_container_id", "prompted_sudo_password"}
+
+
 @lru_cache(maxsize=1)
-def _passthrough_prefixes() -> tuple[str, ...]:
-    """pyinfra's operation arguments (``_sudo``) and every connector's keys (``ssh_``)."""
+def _connector_keys() -> frozenset[str]:
     from pyinfra.api.connectors import get_all_connectors
 
-    return ("_", *sorted(f"{name}_" for name in get_all_connectors()))
+    return frozenset(
+        key
+        for connector in get_all_connectors().values()
+        for key in getattr(connector.data_cls, "__annotations__", {})
+    )
 
 
 def is_pyinfra_key(name: str) -> bool:
-    return name.startswith(_passthrough_prefixes())
+    if name in schema():
+        return False
+    return name in PYINFRA_KEYS or name in _connector_keys() or name.startswith(PYINFRA_PREFIXES)
 
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}

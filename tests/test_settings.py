@@ -196,3 +196,11 @@ def test_help_hides_nothing_broken() -> None:
     assert rc == 0 and "SUPPRESS" not in out and "settings" in out
     rc, out, _ = cli("recipes", "render", "--help", cwd=ROOT)
     assert rc == 0 and "health_timeout" not in out and "port " in out and "flag.NAME" in out
+
+
+def test_a_connector_namespace_does_not_swallow_our_keys() -> None:
+    """``docker_*`` is both pyinfra's docker connector and our container settings."""
+    s = settings_from({"docker_identifier": "abc", "docker_data_root": "/nvme/docker"})
+    assert s.docker_data_root == "/nvme/docker"
+    (text,) = problems({"docker_data_rot": "/x"})
+    assert "did you mean docker_data_root?" in text
