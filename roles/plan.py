@@ -135,7 +135,14 @@ def current() -> ServePlan | None:
     catalog, plan, fleet = found
     try:
         address, serves = _peers(plan, fleet)
-        serve = serve_plan(catalog, plan, _commit(plan), peer_address=address, serves_peers=serves)
+        serve = serve_plan(
+            catalog,
+            plan,
+            _commit(plan),
+            image=_image(plan),
+            peer_address=address,
+            serves_peers=serves,
+        )
     except LlmfleetError as exc:
         fail_host(_named(exc))
         return None
