@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +90,35 @@ def test_isolation_needs_a_recorded_subtree() -> None:
 
 
 # --- side-service daemons ---------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="a PID namespace needs root"
+)
+def test_a_process_in_a_nested_pid_namespace_belongs_to_the_outer_one() -> None:
+    # docker in a lab host: the containers' processes are in PID namespaces below the
+    # host's, and still the host's own (lab status must call the host isolated)
+    st = os.stat("/proc/self/ns/pid")
+    mine = (st.st_dev, st.st_ino)
+    assert cgroups.pid_ns_within(os.getpid(), mine)
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "sleep", "30"])
+    inner = 0
+    try:
+        for _ in range(100):
+            kids = Path(f"/proc/{outer.pid}/task/{outer.pid}/children").read_text().split()
+            if kids:
+                inner = int(kids[0])
+                break
+            time.sleep(0.05)
+        assert inner, "unshare started no child"
+        assert cgroups.pid_ns_within(inner, mine)
+        st = os.stat(f"/proc/{inner}/ns/pid")
+        assert not cgroups.pid_ns_within(os.getpid(), (st.st_dev, st.st_ino))
+    finally:
+        if inner:  # PID 1 of its namespace: only a kill from outside ends it
+            os.kill(inner, signal.SIGKILL)
+        outer.kill()
+        outer.wait()
 
 
 def test_a_daemon_is_known_by_pid_and_start_time_not_by_its_command_line(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
 import time
@@ -247,13 +248,38 @@ def remove(subtree: dict[str, str]) -> None:
                 d.rmdir()
 
 
+NS_GET_PARENT = 0xB702  # _IO(0xb7, 0x2), linux/nsfs.h
+
+
+def pid_ns_within(pid: int, ns: tuple[int, int], max_depth: int = 32) -> bool:
+    """Whether ``pid``'s PID namespace is ``ns`` ((st_dev, st_ino) of a
+    ``/proc/PID/ns/pid``) or nested below it: a container's own containers (docker
+    in a lab host) run in a PID namespace of their own, a child of the host's.
+    Raises OSError when the process is gone."""
+    fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
+    try:
+        for _ in range(max_depth):
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == ns:
+                return True
+            try:
+                parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            except OSError:  # EPERM: no parent we may see (the initial namespace)
+                return False
+            os.close(fd)
+            fd = parent
+        return False
+    finally:
+        os.close(fd)
+
+
 def check(subtree: dict[str, str], leader: int | None, allowed: set[int]) -> list[str]:
     """Problems with a running host's isolation (empty: isolated).
 
     The container's PID 1 (``leader``, as seen here) must sit inside the
     host's subtree in every hierarchy, and every process in the subtree must
-    be the host's own: in the PID namespace of its PID 1, or in ``allowed``
-    (its nspawn)."""
+    be the host's own: in the PID namespace of its PID 1 (or one nested in it:
+    the host's own containers), or in ``allowed`` (its nspawn)."""
     if not subtree:
         return ["no cgroup subtree recorded (started by an older llmfleet: lab down, lab up)"]
     if not leader:
@@ -265,17 +291,18 @@ def check(subtree: dict[str, str], leader: int | None, allowed: set[int]) -> lis
         if got is None or not (got == path or got.startswith(path + "/")):
             problems.append(f"{key}: PID 1 is in {got}, not under {path}")
     try:
-        ns = os.readlink(f"/proc/{leader}/ns/pid")
+        st = os.stat(f"/proc/{leader}/ns/pid")
     except OSError:
         return [*problems, "container PID 1 vanished"]
+    ns = (st.st_dev, st.st_ino)
     for key, found in pids(subtree).items():
         for pid in found:
             if pid in allowed:
                 continue
             try:
-                theirs = os.readlink(f"/proc/{pid}/ns/pid")
+                ours = pid_ns_within(pid, ns)
             except OSError:
                 continue  # exited meanwhile
-            if theirs != ns:
+            if not ours:
                 problems.append(f"{key}: pid {pid} in {subtree[key]} is not the host's")
     return problems
