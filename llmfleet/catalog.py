@@ -9,6 +9,7 @@ deletes) so the ten Ascend variants do not repeat their shared environment.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,9 @@ class Hardware:
     gpu_name_patterns: tuple[str, ...] = ()
     images: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # what the nodes of a multi-node server on this hardware set so the collective library
+    # uses the group's network (NCCL_SOCKET_IFNAME, HCCL_IF_IP, ...); see NETWORK_VALUES
+    network_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Recipe:
     arg_overrides: dict[str, str] = field(default_factory=dict)
     runtime: str | None = None
     install: dict[str, Any] = field(default_factory=dict)
+    # how a recipe with nodes > 1 spans them: one of MULTINODE_FORMS
+    multinode_form: str = "nnodes"
 
     def flags(self) -> list[argmod.Flag]:
         """The engine flags, with the recipe's own ``arg_overrides`` applied."""
@@ -101,8 +107,44 @@ ENGINE_KEYS = {
     "multinode": dict,
     "venv_launchers": list,
 }
-ENGINE_OPTIONAL = {"id", "api_key_env", "install"}
-MULTINODE_KEYS = {"nnodes", "node_rank", "master_addr", "worker_only", "master_port"}
+ENGINE_OPTIONAL = {"id", "api_key_env", "install", "multinode_dp", "network_env"}
+MULTINODE_KEYS = {
+    "nnodes",
+    "node_rank",
+    "master_addr",
+    "worker_only",
+    "master_port",
+    "master_port_flag",
+}
+MULTINODE_DP_KEYS = {
+    "size_local",
+    "address",
+    "rpc_port",
+    "default_rpc_port",
+    "start_rank",
+    "worker_only",
+}
+# A multi-node recipe's form: "nnodes" runs one engine over the nodes (tensor/pipeline
+# parallel: --nnodes/--node-rank/--master-addr); "data-parallel" runs each node's share of
+# the DP ranks (the engine file's multinode_dp table).
+MULTINODE_FORMS = ("nnodes", "data-parallel")
+# What a network_env value may name: the host's network_interface, and its group address
+# when that is an IP (variables such as VLLM_HOST_IP take nothing else).
+NETWORK_VALUES = {"network_interface", "node_ip"}
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def check_network_env(where: str, env: Any) -> None:
+    """``network_env`` maps variable names to templates over ``NETWORK_VALUES`` only."""
+    if not isinstance(env, dict):
+        raise CatalogError(f"{where}: network_env must be a mapping")
+    for name, template in env.items():
+        unknown = set(PLACEHOLDER.findall(str(template))) - NETWORK_VALUES
+        if unknown:
+            raise CatalogError(
+                f"{where}: network_env {name} names {sorted(unknown)}; "
+                f"it may use {sorted(NETWORK_VALUES)}"
+            )
 
 
 def _check_engine(eid: str, doc: dict[str, Any]) -> None:
@@ -120,6 +162,10 @@ def _check_engine(eid: str, doc: dict[str, Any]) -> None:
         raise CatalogError(f"{where}: parallel_flags needs exactly tp, dp and pp")
     if set(doc["multinode"]) != MULTINODE_KEYS:
         raise CatalogError(f"{where}: multinode needs exactly {sorted(MULTINODE_KEYS)}")
+    dp = doc.get("multinode_dp")
+    if dp is not None and (not isinstance(dp, dict) or set(dp) != MULTINODE_DP_KEYS):
+        raise CatalogError(f"{where}: multinode_dp needs exactly {sorted(MULTINODE_DP_KEYS)}")
+    check_network_env(where, doc.get("network_env") or {})
 
 
 def _load_yaml_dir(path: Path) -> dict[str, dict[str, Any]]:
@@ -186,6 +232,14 @@ def _to_recipe(doc: dict[str, Any], engines: dict[str, dict[str, Any]]) -> Recip
     bad = set(doc.get("workload", [])) - WORKLOADS
     if bad:
         raise CatalogError(f"recipe {rid}: unknown workload {sorted(bad)}; use {sorted(WORKLOADS)}")
+    form = doc.get("multinode_form", MULTINODE_FORMS[0])
+    if form not in MULTINODE_FORMS:
+        raise CatalogError(f"recipe {rid}: multinode_form {form!r} is not one of {MULTINODE_FORMS}")
+    if form == "data-parallel" and not engines[doc["engine"]].get("multinode_dp"):
+        raise CatalogError(
+            f"recipe {rid}: engine {doc['engine']} has no data-parallel multi-node form "
+            f"(multinode_dp in files/engines/{doc['engine']}.yaml); use multinode_form: nnodes"
+        )
     return Recipe(
         id=rid,
         title=doc["title"],
@@ -209,6 +263,7 @@ def _to_recipe(doc: dict[str, Any], engines: dict[str, dict[str, Any]]) -> Recip
         arg_overrides={k: str(v) for k, v in (doc.get("arg_overrides") or {}).items()},
         runtime=doc.get("runtime"),
         install=doc.get("install") or {},
+        multinode_form=form,
     )
 
 
@@ -248,6 +303,7 @@ class Catalog:
             if r.hardware not in self.hardware:
                 raise CatalogError(f"recipe {r.id}: unknown hardware {r.hardware!r}")
         for h in self.hardware.values():
+            check_network_env(f"hardware {h.id}", h.network_env)
             if h.vendor not in self.vendors:
                 raise CatalogError(
                     f"hardware {h.id}: vendor {h.vendor!r} not in {sorted(self.vendors)} "

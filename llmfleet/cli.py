@@ -24,6 +24,7 @@ from .errors import LlmfleetError, Problem, ValidationError
 from .render import render
 from .serveplan import build_serve_plan, weights_plan
 from .settings import Settings, settings_from
+from .validate import HostPlan
 
 console = Console()
 err = Console(stderr=True)
@@ -278,11 +279,37 @@ def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
                 status + (f" ({warn} warning)" if warn else ""),
             )
         console.print(table)
+        for group_table in _group_tables(plans):
+            console.print(group_table)
         for p in plans:
             for x in p.problems:
                 colour = "red" if x.severity == "error" else "yellow"
                 err.print(f"[{colour}]{x.severity}[/{colour}] {x}", highlight=False)
     return 0 if all(p.ok for p in plans) else 2
+
+
+def _group_tables(plans: list[HostPlan]) -> list[Table]:
+    """One table per multi-node server: who is which rank and role, and the rendezvous
+    ports rank 0 listens on and the workers connect to."""
+    status = {p.host: p.ok for p in plans}
+    groups = {p.group.name: p.group for p in plans if p.group}
+    tables = []
+    for g in groups.values():
+        table = Table(title=f"serve group {g.name}: {g.recipe} ({g.form}, master {g.master_addr})")
+        for col in ("rank", "host", "role", "address", "rendezvous", "status"):
+            table.add_column(col, overflow="fold")
+        for m in g.members:
+            ports = ", ".join(
+                f"listens on {r.port} ({r.flag})"
+                if m.rank == 0
+                else f"connects to {r.address}:{r.port}"
+                for r in g.rendezvous
+            )
+            ok = status.get(m.host)
+            shown = "-" if ok is None else "[green]ok[/green]" if ok else "[red]error[/red]"
+            table.add_row(str(m.rank), m.host, m.role, m.address, ports, shown)
+        tables.append(table)
+    return tables
 
 
 def _lab_table(rows: list[dict]) -> Table:
@@ -299,7 +326,7 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
     from .lab import lab
 
     if a.lab_cmd == "up":
-        state = lab.up(hosts=a.hosts)
+        state = lab.up(hosts=a.hosts, docker=a.docker)
         if a.json:
             _print_json(state)
             return 0
@@ -307,9 +334,21 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
         for key, value in sorted((state.get("services") or {}).items()):
             if key.endswith("_url"):
                 console.print(f"  {key}: {value}", highlight=False)
+        services = state.get("services") or {}
+        if a.docker:
+            console.print(
+                f"  outside registry: {services.get('registry')}, image "
+                f"{services.get('image')}@{services.get('image_digest')}",
+                highlight=False,
+            )
+        nxt = (
+            "pyinfra inventories/lab_docker.py deploys/registry.py --limit lab1\n"
+            "      pyinfra inventories/lab_docker.py deploys/serve.py"
+            if a.docker
+            else "pyinfra inventories/lab.py deploys/serve.py"
+        )
         console.print(
-            f"SSH: ssh -F {state['ssh_config']} {state['hosts'][0]['name']}\n"
-            "next: pyinfra inventories/lab.py deploys/serve.py",
+            f"SSH: ssh -F {state['ssh_config']} {state['hosts'][0]['name']}\nnext: {nxt}",
             highlight=False,
         )
     elif a.lab_cmd == "down":
@@ -611,6 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = lab.add_subparsers(dest="lab_cmd", required=True, metavar="ACTION")
     up = lsub.add_parser("up", help="build (cached) and boot the lab hosts and side services")
     up.add_argument("--hosts", type=int, default=2, help="number of hosts (default 2)")
+    up.add_argument(
+        "--docker",
+        action="store_true",
+        help="hosts that can run docker containers, the lab's outside registry and engine "
+        "image (docs/lab-docker.md)",
+    )
     up.add_argument("--json", action="store_true")
     down = lsub.add_parser("down", help="stop and remove everything the lab made")
     down.add_argument("--purge", action="store_true", help="also drop the cached rootfs/wheels")

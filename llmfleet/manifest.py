@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .hostpaths import RELEASES
+from .multinode import HEAD, NodeRole
 
 # Run on the host with its python3: every release's manifest, which is current and
 # previous, and when each was made.  One round trip for rollback, status and releases.
@@ -65,12 +66,22 @@ class ReleaseManifest:
     api_key_env: str | None = None
     # docker runtime: the image every host runs, pinned by digest (name@sha256:...)
     image: str | None = None
+    # multi-node recipes: this host's group, rank, role and rendezvous ports, so a
+    # rollback or status knows how to judge it (None: a one-node server)
+    node: NodeRole | None = None
 
     @property
     def model(self) -> str:
         return f"{self.model_repo}@{self.commit[:12]}"
 
+    @property
+    def role(self) -> str:
+        """``head`` is judged by HTTP and a completion, a ``worker`` by its process."""
+        return self.node.role if self.node else HEAD
+
     def to_json(self) -> dict[str, Any]:
+        # a one-node release keeps the shape releases had before multi-node groups
+        node = {"node": self.node.to_json()} if self.node else {}
         return {
             "id": self.id,
             "recipe": self.recipe,
@@ -86,6 +97,7 @@ class ReleaseManifest:
             "served_name": self.served_name,
             "argv": self.argv,
             "api_key_env": self.api_key_env,
+            **node,
         }
 
     def text(self) -> str:
@@ -109,6 +121,7 @@ class ReleaseManifest:
             overrides=dict(data.get("overrides", {})),
             api_key_env=data.get("api_key_env"),
             image=engine.get("image"),
+            node=NodeRole.from_json(data["node"]) if data.get("node") else None,
         )
 
 

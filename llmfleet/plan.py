@@ -46,7 +46,7 @@ def plan_inventory(
     catalog: Catalog, hosts: list[tuple[str, str, dict[str, Any]]]
 ) -> list[HostPlan]:
     plans = [plan_host(catalog, name, data, address) for name, address, data in hosts]
-    check_fleet(plans)
+    check_fleet(plans, catalog)
     return plans
 
 
@@ -72,6 +72,9 @@ def plan_json(plans: list[HostPlan]) -> list[dict[str, Any]]:
                     "fits": fit.fits,
                 },
                 "argv": r.argv if r else None,
+                # multi-node: this host's rank, role and rendezvous ports, and its group
+                "node": r.node.to_json() if r and r.node else None,
+                "group": p.group.to_json() if p.group else None,
                 "problems": [
                     {"severity": x.severity, "field": x.field, "message": x.message, "fix": x.fix}
                     for x in p.problems
@@ -129,4 +132,6 @@ def serve_plan(
     s = plan.settings
     weights = weights_plan(s, plan.rendered.model_repo, commit, peer_address, serves_peers)
     key = api_key_for(plan.host, s, catalog.engines[recipe.engine])
-    return build_serve_plan(catalog, plan.host, s, recipe, weights, api_key=key, image=image)
+    return build_serve_plan(
+        catalog, plan.host, s, recipe, weights, api_key=key, image=image, group=plan.group
+    )

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import args as argmod
-from .catalog import Catalog, Hardware, Overlay, Recipe
+from . import multinode
+from .catalog import PLACEHOLDER, Catalog, Hardware, Overlay, Recipe
 from .errors import Problem, ValidationError
+from .multinode import NodeRole
 from .parallel import Parallelism, parallelism
 from .settings import Settings
-
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass
@@ -49,6 +49,13 @@ class Rendered:
     overlays: dict[str, str] = field(default_factory=dict)
     # launchers that live in the engine's venv (the engine record's venv_launchers)
     venv_launchers: tuple[str, ...] = ()
+    # multi-node recipes: this host's rank, role and rendezvous ports (None: one node)
+    node: NodeRole | None = None
+
+    @property
+    def role(self) -> str:
+        """``head`` (serves the API) or ``worker``; a one-node server is its own head."""
+        return self.node.role if self.node else multinode.HEAD
 
     def public(self) -> dict[str, Any]:
         """The JSON contract of ``recipes render --json``."""
@@ -191,32 +198,6 @@ def _fill(text: str, values: dict[str, Any], host: str, where: str) -> str:
     return PLACEHOLDER.sub(sub, text)
 
 
-def _multinode(
-    flags: list[argmod.Flag],
-    table: dict[str, Any],
-    nodes: int,
-    rank: int,
-    dep: Settings,
-    host: str,
-) -> list[argmod.Flag]:
-    if nodes <= 1:
-        return flags
-    if not 0 <= rank < nodes:
-        raise ValidationError([Problem(host, "node_rank", f"{rank} is outside 0..{nodes - 1}")])
-    mn = table["multinode"]
-    addr = dep.master_addr or "<master-addr>"
-    if mn.get("master_port"):
-        addr = f"{addr}:{dep.dist_port or mn['master_port']}"
-    extra = [
-        (mn["nnodes"], [str(nodes)]),
-        (mn["node_rank"], [str(rank)]),
-        (mn["master_addr"], [addr]),
-    ]
-    if rank > 0:
-        extra += [(name, []) for name in mn.get("worker_only", [])]
-    return argmod.merge(flags, extra)
-
-
 def render(
     catalog: Catalog, recipe: Recipe, dep: Settings, host: str = "-", rank: int | None = None
 ) -> Rendered:
@@ -224,7 +205,9 @@ def render(
     problems are named for ``host``."""
     hw = catalog.hw(recipe.hardware)
     table = catalog.engines[recipe.engine]
-    env: dict[str, str] = {**hw.env, **recipe.env}
+    # a multi-node server's nodes talk over the group's network; the guide's env wins
+    net = multinode.network_env(table, hw, dep)[0] if recipe.nodes > 1 else {}
+    env: dict[str, str] = {**net, **hw.env, **recipe.env}
     flags = recipe.flags()
     for oid, raw in dep.overlays.items():
         flags = apply_overlay(flags, env, catalog.overlay(oid), raw, recipe, hw, host)
@@ -232,8 +215,8 @@ def render(
     env.update(dep.env)
     values = {**asdict(dep)}
     env = {k: _fill(v, values, host, f"{k} in recipe {recipe.id}") for k, v in env.items()}
-    rank = dep.node_rank if rank is None else rank
-    flags = _multinode(flags, table, recipe.nodes, rank, dep, host)
+    rank = (dep.node_rank or 0) if rank is None else rank
+    flags, node = multinode.node_flags(flags, table, recipe, rank, dep, host)
 
     defaults = recipe.deploy_defaults
     model = dep.model_path or dep.model_repo or recipe.model["repo"]
@@ -298,4 +281,5 @@ def render(
         parallel=parallelism(flags, table, recipe.nodes),
         overlays=dict(dep.overlays),
         venv_launchers=tuple(table.get("venv_launchers", ())),
+        node=node,
     )

@@ -19,6 +19,7 @@ from .errors import Problem, ValidationError
 from .hostpaths import snapshot_dir
 from .manifest import ReleaseManifest, release_id
 from .render import Rendered, render
+from .servegroup import ServeGroup
 from .settings import Settings
 from .unitfile import env_file_text, hf_mount_target, unit_text
 
@@ -59,10 +60,18 @@ class ServePlan:
     unit: str
     env: str
     manifest: ReleaseManifest
+    # multi-node: the whole server this host is a member of (its serve_group)
+    group: ServeGroup | None = None
 
     @property
     def release(self) -> str:
         return self.manifest.id
+
+    @property
+    def role(self) -> str:
+        """``head`` (rank 0, or a one-node server: judged by HTTP and a completion) or
+        ``worker`` (headless: judged by its process and its connection to rank 0)."""
+        return self.rendered.role
 
     @property
     def model_dir(self) -> str:
@@ -117,9 +126,11 @@ def build_serve_plan(
     *,
     api_key: str | None = None,
     image: str | None = None,
+    group: ServeGroup | None = None,
 ) -> ServePlan:
     """Everything the serve roles apply to ``host``, as text and typed records.
-    ``image`` is the docker runtime's image pinned by digest (``name@sha256:...``)."""
+    ``image`` is the docker runtime's image pinned by digest (``name@sha256:...``);
+    ``group`` the serve group ``s`` was resolved in (its rank and master address)."""
     table = catalog.engines[recipe.engine]
     spec = engine_spec(catalog, recipe, s)
     venv = venv_path(recipe, spec, s)
@@ -159,5 +170,6 @@ def build_serve_plan(
         overrides=s.overrides(),
         api_key_env=key_env,
         image=image if docker else None,
+        node=rendered.node,
     )
-    return ServePlan(host, s, recipe, rendered, spec, venv, weights, unit, env, manifest)
+    return ServePlan(host, s, recipe, rendered, spec, venv, weights, unit, env, manifest, group)

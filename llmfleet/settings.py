@@ -144,17 +144,44 @@ class Settings:
         "Hugging Face cache on the host, shared by releases",
         (*RENDER, PREFLIGHT),
     )
-    master_addr: str | None = key(None, "rank 0's address, multi-node recipes", RENDER)
+    # --- multi-node recipes: one server over several hosts (docs/multinode.md)
+    serve_group: str | None = key(
+        None,
+        "serving group of a multi-node recipe: the hosts with the same serve_group form one "
+        "server (ranks in inventory order); set it in the pyinfra group's data",
+        (SERVE, WEIGHTS),
+    )
+    node_rank: int | None = key(
+        None,
+        "this host's rank in a multi-node recipe (default: its place in the serve_group's "
+        "inventory order, else 0)",
+        RENDER,
+        minimum=0,
+    )
+    master_addr: str | None = key(
+        None,
+        "rank 0's address, multi-node recipes (default in a serve_group: rank 0's group_address)",
+        RENDER,
+    )
+    group_address: str | None = key(
+        None,
+        "this host's address on the serving group's network (default its ssh_hostname); "
+        "VLLM_HOST_IP/HCCL_IF_IP when an IP",
+        RENDER,
+    )
     dist_port: int | None = key(
         None,
-        "rendezvous port (SGLang --dist-init-addr), multi-node recipes",
+        "rank 0's rendezvous port: SGLang --dist-init-addr (20000), vLLM --master-port "
+        "(29501) or --data-parallel-rpc-port (13345)",
         RENDER,
         minimum=1,
         maximum=65535,
     )
-    node_rank: int = key(0, "this host's rank in a multi-node recipe", RENDER, minimum=0)
     network_interface: str | None = key(
-        None, "NIC for HCCL/Gloo socket traffic (Ascend recipes)", RENDER
+        None,
+        "NIC of the serving group's network (NCCL/Gloo/HCCL socket variables of multi-node "
+        "recipes; Ascend recipes)",
+        RENDER,
     )
     flags: dict[str, str] = key({}, "engine flags by name (same as flag.NAME keys)", RENDER)
     env: dict[str, str] = key({}, "environment variables (same as env.NAME keys)", RENDER)

@@ -15,6 +15,7 @@ from .catalog import Catalog, CatalogError, Hardware, Recipe
 from .errors import Problem, ValidationError
 from .parallel import MemoryFit, memory_fit
 from .render import Rendered, render
+from .servegroup import ServeGroup, plan_groups
 from .settings import Settings, parse_settings
 
 
@@ -30,6 +31,8 @@ class HostPlan:
     rendered: Rendered | None = None
     fit: MemoryFit | None = None
     problems: list[Problem] = field(default_factory=list)
+    # the multi-node server this host is a member of (its serve_group, once planned)
+    group: ServeGroup | None = None
 
     @property
     def ok(self) -> bool:
@@ -194,20 +197,25 @@ def _plan_recipe(catalog: Catalog, plan: HostPlan) -> HostPlan:
     )
     plan.fit, fit_problems = _fit_problems(name, recipe, plan.rendered, catalog, hw, memory)
     problems.extend(fit_problems)
-    if recipe.nodes > 1 and not settings.master_addr:
+    if recipe.nodes > 1 and not settings.master_addr and not settings.serve_group:
         problems.append(
             Problem(
                 name,
                 "master_addr",
                 f"{recipe.id} runs on {recipe.nodes} nodes",
-                fix="set master_addr (rank 0's address) and node_rank per host",
+                fix=f"give the {recipe.nodes} hosts of this server the same serve_group "
+                "(ranks follow inventory order; docs/multinode.md), or set master_addr "
+                "(rank 0's address) and node_rank per host",
             )
         )
     return plan
 
 
-def check_fleet(plans: list[HostPlan]) -> None:
-    """Problems that only show across hosts: port clashes and multi-node ranks."""
+def check_fleet(plans: list[HostPlan], catalog: Catalog | None = None) -> None:
+    """Problems that only show across hosts: serve groups (each member rendered for its
+    rank; ``llmfleet/servegroup.py``), port clashes and hand-set multi-node ranks.
+    ``catalog`` None: the process's own, as the deploy's roles load it."""
+    plan_groups(plans, catalog)
     by_addr: dict[tuple[str, int], list[HostPlan]] = defaultdict(list)
     for p in plans:
         if p.rendered:
@@ -225,8 +233,8 @@ def check_fleet(plans: list[HostPlan]) -> None:
                     )
                 )
     ranks: dict[tuple[str, str | None], list[HostPlan]] = defaultdict(list)
-    for p in plans:
-        if p.rendered and p.rendered.parallel.nodes > 1:
+    for p in plans:  # serve groups checked their own ranks
+        if p.rendered and p.rendered.parallel.nodes > 1 and not p.settings.serve_group:
             ranks[(p.recipe or "", p.rendered.master_addr)].append(p)
     for group in ranks.values():
         seen: dict[int, str] = {}
