@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from . import args as argmod
 from .catalog import PLACEHOLDER, Hardware, Recipe
@@ -27,6 +27,8 @@ NNODES, DATA_PARALLEL = "nnodes", "data-parallel"
 # process and its connection to rank 0.
 HEAD, WORKER = "head", "worker"
 UNKNOWN_MASTER = "<master-addr>"
+Flags = list[argmod.Flag]
+Table = dict[str, Any]  # an engine file
 
 
 def role_of(rank: int) -> str:
@@ -89,7 +91,11 @@ class NodeRole:
         )
 
 
-def _port(flags: list[argmod.Flag], flag: str | None, dep: Settings, default: int) -> int:
+def _refuse(host: str, field: str, message: str, fix: str) -> NoReturn:
+    raise ValidationError([Problem(host, field, message, fix=fix)])
+
+
+def _port(flags: Flags, flag: str | None, dep: Settings, default: int) -> int:
     """``dist_port``, else the value the recipe (or a flag override) gives, else the
     engine's default."""
     found = argmod.find(flags, [flag]) if flag else None
@@ -97,8 +103,8 @@ def _port(flags: list[argmod.Flag], flag: str | None, dep: Settings, default: in
 
 
 def _nnodes(
-    flags: list[argmod.Flag], table: dict[str, Any], nodes: int, rank: int, dep: Settings
-) -> tuple[list[argmod.Flag], Rendezvous]:
+    flags: Flags, table: Table, nodes: int, rank: int, dep: Settings, host: str
+) -> tuple[Flags, Rendezvous]:
     """One engine over all nodes: --nnodes/--node-rank/--master-addr (the guides' form)."""
     mn = table["multinode"]
     master = dep.master_addr or UNKNOWN_MASTER
@@ -117,27 +123,17 @@ def _nnodes(
 
 
 def _data_parallel(
-    flags: list[argmod.Flag],
-    table: dict[str, Any],
-    nodes: int,
-    rank: int,
-    dep: Settings,
-    host: str,
-) -> tuple[list[argmod.Flag], Rendezvous]:
+    flags: Flags, table: Table, nodes: int, rank: int, dep: Settings, host: str
+) -> tuple[Flags, Rendezvous]:
     """Each node runs its share of the recipe's DP ranks; rank 0 serves the API."""
     dp_table = table["multinode_dp"]
     size = parallelism(flags, table, nodes).dp
     if size % nodes:
-        raise ValidationError(
-            [
-                Problem(
-                    host,
-                    "parallelism",
-                    f"data-parallel size {size} does not split over {nodes} nodes",
-                    fix=f"set the recipe's data-parallel size to a multiple of {nodes} "
-                    "(the total over all nodes)",
-                )
-            ]
+        _refuse(
+            host,
+            "parallelism",
+            f"data-parallel size {size} does not split over {nodes} nodes",
+            f"set the recipe's data-parallel size to a multiple of {nodes} (the total)",
         )
     local = size // nodes
     master = dep.master_addr or UNKNOWN_MASTER
@@ -153,24 +149,25 @@ def _data_parallel(
     return argmod.merge(flags, extra), Rendezvous(dp_table["rpc_port"], master, port)
 
 
+# how each form (a recipe's multinode_form) adds its flags
+FORMS = {NNODES: _nnodes, DATA_PARALLEL: _data_parallel}
+
+
 def node_flags(
-    flags: list[argmod.Flag],
-    table: dict[str, Any],
-    recipe: Recipe,
-    rank: int,
-    dep: Settings,
-    host: str,
-) -> tuple[list[argmod.Flag], NodeRole | None]:
+    flags: Flags, table: Table, recipe: Recipe, rank: int, dep: Settings, host: str
+) -> tuple[Flags, NodeRole | None]:
     """``flags`` with this rank's multi-node flags, and its role (None: one node)."""
     nodes = recipe.nodes
     if nodes <= 1:
         return flags, None
     if not 0 <= rank < nodes:
-        raise ValidationError([Problem(host, "node_rank", f"{rank} is outside 0..{nodes - 1}")])
-    if recipe.multinode_form == DATA_PARALLEL:
-        flags, port = _data_parallel(flags, table, nodes, rank, dep, host)
-    else:
-        flags, port = _nnodes(flags, table, nodes, rank, dep)
+        _refuse(
+            host,
+            "node_rank",
+            f"{rank} is outside 0..{nodes - 1}",
+            f"a rank from 0 to {nodes - 1}, or none in a serve_group (inventory order)",
+        )
+    flags, port = FORMS[recipe.multinode_form](flags, table, nodes, rank, dep, host)
     node = NodeRole(dep.serve_group, recipe.multinode_form, nodes, rank, dep.master_addr, (port,))
     return flags, node
 
@@ -186,7 +183,7 @@ def node_ip(address: str | None) -> str | None:
 
 
 def network_env(
-    table: dict[str, Any], hw: Hardware, dep: Settings
+    table: Table, hw: Hardware, dep: Settings
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """(the variables this node sets, {name left out: the values it lacks}).
 
