@@ -115,7 +115,8 @@ def _check_members(name: str, members: list[HostPlan]) -> None:
         )
     for key in UNIFORM:
         values = {p.host: getattr(p.settings, key) for p in members}
-        if len({repr(v) for v in values.values()}) > 1:
+        first = values[members[0].host]
+        if any(v != first for v in values.values()):
             shown = ", ".join(f"{h}={v}" for h, v in values.items())
             raise Misfit(
                 key,
@@ -200,13 +201,13 @@ def _network_warnings(catalog: Catalog, p: HostPlan) -> list[Problem]:
 
 def _plan_group(catalog: Catalog, name: str, members: list[HostPlan]) -> ServeGroup:
     _check_members(name, members)
-    head = members[0]
-    assert head.recipe is not None and head.hardware is not None
-    recipe = catalog.recipe(head.recipe)
-    _check_size(name, members, recipe.id, head.hardware, recipe.nodes)
+    first = members[0]  # all agree on recipe, hardware and master_addr now
+    assert first.recipe is not None and first.hardware is not None
+    recipe = catalog.recipe(first.recipe)
+    _check_size(name, members, recipe.id, first.hardware, recipe.nodes)
     ranks = _ranks(name, members, recipe.nodes)
     by_rank = sorted(members, key=lambda p: ranks[p.host])
-    master = head.settings.master_addr or _address(by_rank[0])
+    master = first.settings.master_addr or _address(by_rank[0])
     for p in members:
         p.settings = replace(
             p.settings, node_rank=ranks[p.host], master_addr=master, group_address=_address(p)
@@ -225,7 +226,7 @@ def _plan_group(catalog: Catalog, name: str, members: list[HostPlan]) -> ServeGr
     return ServeGroup(
         name=name,
         recipe=recipe.id,
-        hardware=head.hardware,
+        hardware=first.hardware,
         form=recipe.multinode_form,
         nodes=recipe.nodes,
         master_addr=master,
