@@ -3,7 +3,8 @@
 # builds the host rootfs, systemd-nspawn (systemd-container) boots it,
 # iproute2 makes the bridge/netns/veths, openssh-client reaches the hosts,
 # gnupg signs the stand-in vendor apt repositories (dpkg-deb, from dpkg, builds
-# their packages).
+# their packages) and the lab's Debian mirror; `lab up --docker` builds the engine
+# image with buildah and serves it from a docker-registry "outside" the lab site.
 # Idempotent and quiet: installs only what is missing, as root, with apt-get
 # (so it uses whatever mirror/proxy this machine's apt is configured with).
 set -euo pipefail
@@ -18,6 +19,8 @@ packages=(
   curl
   procps
   gnupg
+  buildah
+  docker-registry
 )
 
 missing=()
@@ -45,3 +48,8 @@ if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${m
   exit 1
 fi
 echo "lab-prereqs: installed ${missing[*]}"
+# The lab runs its own docker-registry on the bridge (llmfleet/lab/images.py); the
+# package's own service (all addresses, port 5000) is not wanted on the control machine.
+if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi

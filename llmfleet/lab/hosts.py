@@ -69,7 +69,7 @@ def ssh_config_path() -> Path:
     return state_dir() / "ssh_config"
 
 
-def host_record(index: int, proc_sys_writable: bool) -> Host:
+def host_record(index: int, proc_sys_writable: bool, docker: bool = False) -> Host:
     """The state entry of host ``index`` before it is started (pid None)."""
     name = host_name(index)
     hdir = host_dir(name)
@@ -83,6 +83,7 @@ def host_record(index: int, proc_sys_writable: bool) -> Host:
         "root": str(hdir / "root"),
         "pid": None,
         "proc_sys_writable": proc_sys_writable,
+        "docker": docker,
         "log": str(hdir / "nspawn.log"),
         "overlay": None,
         "boot_seconds": None,
@@ -232,14 +233,48 @@ def personalise_root(host: Host, all_hosts: list[Host], pubkey: str) -> None:
     os.chmod(auth, 0o600)
 
 
+def write_files(host: Host, files: dict[str, str], gone: tuple[str, ...] = ()) -> None:
+    """Put ``files`` ({path in the host: text}) into the host's root and remove the
+    paths in ``gone``: per-host configuration the lab owns (e.g. a docker host's
+    apt source for the lab's Debian mirror)."""
+    root = Path(host["root"])
+    for path, text in files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        os.chmod(target, 0o644)
+    for path in gone:
+        (root / path.lstrip("/")).unlink(missing_ok=True)
+
+
 # --- process ----------------------------------------------------------------
+
+
+# What a host started with ``docker`` (``llmfleet lab up --docker``) gets on top, so
+# dockerd and runc can run containers inside it (evidence in docs/lab-docker.md):
+# - CAP_NET_ADMIN: nspawn drops it when it joins a network namespace we made; dockerd
+#   needs it for its bridge, veths and iptables rules;
+# - @keyring: runc gives every container its own session keyring (keyctl), and nspawn's
+#   seccomp filter answers EPERM to the keyring calls;
+# - bpf: on cgroup2 runc enforces the container's device list with an eBPF program
+#   attached to its cgroup; nspawn's filter denies bpf() too;
+# - /var/lib/docker on the control machine's file system: the host's root is an
+#   overlayfs, and overlay2 cannot use an overlayfs as its upper layer.
+# The environment adds SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 (see nspawn_env).
+DOCKER_NSPAWN_ARGS = ("--capability=CAP_NET_ADMIN", "--system-call-filter=@keyring bpf")
+
+
+def docker_dir(name: str) -> Path:
+    """A docker host's /var/lib/docker, on the control machine's own file system."""
+    return host_dir(name) / "docker"
 
 
 def nspawn_argv(host: Host) -> list[str]:
     """The systemd-nspawn command line.  ``--register=no --keep-unit``: there is
     no machined/D-Bus to register with or ask for a scope; the namespace is
-    ours (network.py); ``--console=read-only`` puts the boot log in our log."""
-    return [
+    ours (network.py); ``--console=read-only`` puts the boot log in our log.
+    A docker host gets :data:`DOCKER_NSPAWN_ARGS` and its own /var/lib/docker."""
+    argv = [
         "systemd-nspawn",
         "--boot",
         f"--directory={host['root']}",
@@ -253,14 +288,24 @@ def nspawn_argv(host: Host) -> list[str]:
         "--resolv-conf=off",
         "--timezone=off",
     ]
+    if host.get("docker"):
+        argv += [*DOCKER_NSPAWN_ARGS, f"--bind={docker_dir(host['name'])}:/var/lib/docker"]
+    return argv
 
 
 def nspawn_env(host: Host) -> dict[str, str]:
     """Environment for nspawn; ``SYSTEMD_NSPAWN_API_VFS_WRITABLE=1`` makes the
-    container's /proc/sys writable so sysctl/tuning roles can be tested."""
-    env = {k: v for k, v in os.environ.items() if k != "SYSTEMD_NSPAWN_API_VFS_WRITABLE"}
+    container's /proc/sys writable so sysctl/tuning roles can be tested.  A docker
+    host gets ``SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1``: the container sees a pure
+    cgroup2 tree (its own subtree of the machine's unified hierarchy, writable),
+    where dockerd and runc make their cgroups; on the hybrid layout nspawn mounts
+    the v1 controller hierarchies read-only, and runc cannot create a cgroup there."""
+    drop = ("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     if host["proc_sys_writable"]:
         env["SYSTEMD_NSPAWN_API_VFS_WRITABLE"] = "1"
+    if host.get("docker"):
+        env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
     return env
 
 
@@ -269,6 +314,8 @@ def launch(host: Host) -> None:
     host's own cgroup subtree (see :mod:`llmfleet.lab.cgroups`); sets pid."""
     host["cgroups"] = cgroups.plan(host["name"])
     cgroups.create(host["cgroups"])
+    if host.get("docker"):
+        docker_dir(host["name"]).mkdir(parents=True, exist_ok=True)
     log_path = Path(host["log"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

@@ -43,11 +43,15 @@ def up(
     hosts: int = 2,
     proc_sys_writable: bool | Collection[str] = True,
     boot_timeout: float = lab_hosts.BOOT_TIMEOUT,
+    docker: bool | Collection[str] = False,
 ) -> dict[str, Any]:
     """Bring up ``hosts`` lab hosts (lab1..labN) and the side services; return the state.
 
     ``proc_sys_writable``: True/False for all hosts, or the names of the hosts
     whose /proc/sys is writable (so sysctl tuning can be tested on them).
+    ``docker``: likewise, the hosts started so that docker can run containers
+    in them (docs/lab-docker.md); with any, the side services also get the lab's
+    Debian mirror, the outside registry and the engine image in it.
     Hosts beyond N from an earlier ``up`` are removed."""
     if hosts < 1:
         raise LabError(f"lab up: need at least one host, got {hosts}")
@@ -58,11 +62,19 @@ def up(
         network.ensure_bridge()
         _remove_extra_hosts(state, hosts)
         state["hosts"] = [
-            _plan_host(state, i, _writable(proc_sys_writable, i)) for i in range(1, hosts + 1)
+            _plan_host(state, i, _writable(proc_sys_writable, i), _writable(docker, i))
+            for i in range(1, hosts + 1)
         ]
         lab_hosts.write_ssh_files(state["hosts"])
         save_state(state)
         _services_hook("start", state)
+        save_state(state)
+        from . import services
+
+        if any(h["want_docker"] for h in state["hosts"]):
+            services.start_docker(state)
+        else:
+            services.stop_docker(state)
         save_state(state)
         booting = [h for h in state["hosts"] if _ensure_host(state, h, base)]
         for host in booting:
@@ -169,14 +181,18 @@ def _writable(setting: bool | Collection[str], index: int) -> bool:
     return lab_hosts.host_name(index) in setting
 
 
-def _plan_host(state: dict[str, Any], index: int, writable: bool) -> dict[str, Any]:
+def _plan_host(
+    state: dict[str, Any], index: int, writable: bool, docker: bool = False
+) -> dict[str, Any]:
     """The host's state entry: the recorded one if any (keeps pid), else a new one.
-    ``want_writable`` is what this ``up`` asks for; ``proc_sys_writable`` stays
-    what the running container was started with until it is (re)started."""
+    ``want_writable``/``want_docker`` are what this ``up`` asks for;
+    ``proc_sys_writable``/``docker`` stay what the running container was started
+    with until it is (re)started."""
     name = lab_hosts.host_name(index)
     old = next((h for h in state["hosts"] if h["name"] == name), None)
-    host = old if old is not None else lab_hosts.host_record(index, writable)
+    host = old if old is not None else lab_hosts.host_record(index, writable, docker)
     host["want_writable"] = writable
+    host["want_docker"] = docker
     return host
 
 
@@ -185,19 +201,34 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
     name, address = host["name"], host["address"]
     pubkey = Path(host["ssh_key"]).with_suffix(".pub").read_text()
     wanted = host.pop("want_writable")
+    docker = host.pop("want_docker", False)
     if lab_hosts.is_running(host):
-        if network.host_net_ok(name, address) and host["proc_sys_writable"] == wanted:
+        same = host["proc_sys_writable"] == wanted and bool(host.get("docker")) == docker
+        if network.host_net_ok(name, address) and same:
             lab_hosts.personalise_root(host, state["hosts"], pubkey)  # refresh /etc/hosts
+            _docker_files(state, host)
             return False
         lab_hosts.stop(host)
     lab_hosts.kill_leftovers(name, subtree=lab_hosts.subtree_of(host))
     host["proc_sys_writable"] = wanted
+    host["docker"] = docker
     network.ensure_host_net(name, address)
     lab_hosts.ensure_root(host, base)
     lab_hosts.personalise_root(host, state["hosts"], pubkey)
+    _docker_files(state, host)
     lab_hosts.launch(host)
     save_state(state)
     return True
+
+
+def _docker_files(state: dict[str, Any], host: dict[str, Any]) -> None:
+    """A docker host's apt source for the lab's Debian mirror; gone from the others."""
+    from . import debmirror, services
+
+    if host.get("docker"):
+        lab_hosts.write_files(host, services.docker_host_files(state))
+    else:
+        lab_hosts.write_files(host, {}, gone=(debmirror.SOURCES, debmirror.KEYRING))
 
 
 def _remove_extra_hosts(state: dict[str, Any], count: int) -> None:

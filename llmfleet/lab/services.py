@@ -26,13 +26,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import hub, hubshim, vendor, wheelhouse
+from . import debmirror, hub, hubshim, images, vendor, wheelhouse
+from .rootfs import base_path
 from .state import LabError, run, state_dir
 
 DEFAULT_CACHE_DIR = "/var/cache/llmfleet-lab"
 DEFAULT_GATEWAY = "10.213.0.1"
 MODEL_REVISION = "main"
-PORT_KEYS = ("hub_url", "hub_upstream_url", "wheelhouse_base_url")
+PORT_KEYS = ("hub_url", "hub_upstream_url", "wheelhouse_base_url", "registry_url")
 PORT_TIMEOUT = 10.0
 ANY_ADDRESS = ("*", "0.0.0.0", "::")
 KEYS = (
@@ -46,6 +47,13 @@ KEYS = (
     "model_revision",
     "model_commit",
     "model_revisions",
+    # lab up --docker (start_docker)
+    "debian_mirror_url",
+    "registry",
+    "registry_url",
+    "image",
+    "image_digest",
+    "image_local",
 )
 
 
@@ -113,6 +121,51 @@ def start(state: dict[str, Any]) -> None:
     )
 
 
+def start_docker(state: dict[str, Any]) -> None:
+    """What ``lab up --docker`` adds (after :func:`start`): the lab's Debian mirror of
+    docker.io and docker-registry (:mod:`llmfleet.lab.debmirror`), the registry
+    "outside" the lab site on the gateway, and the engine image built (cached) and
+    pushed to it (:mod:`llmfleet.lab.images`); recorded in ``state["services"]``."""
+    host = bind_host(state)
+    wh_root = cache_dir() / "wheelhouse"
+    services = state.setdefault("services", {})
+    debmirror.build(
+        wh_root / debmirror.DIR,
+        cache_dir() / "debian-debs",
+        base_path(),
+        vendor.Signer(cache_dir() / "vendor-gnupg"),
+    )
+    registry = images.start_registry(
+        run_dir(), cache_dir(), host, _port("LLMFLEET_LAB_REGISTRY_PORT", images.OUTSIDE_PORT)
+    )
+    published = images.publish(cache_dir(), base_path(), wh_root, registry)
+    services.update(
+        {
+            "debian_mirror_url": f"{services['wheelhouse_base_url']}/{debmirror.DIR}",
+            "registry": registry,
+            "registry_url": f"http://{registry}",
+            "image": published["image"],
+            "image_digest": published["digest"],
+            "image_local": published["local"],
+        }
+    )
+
+
+def docker_host_files(state: dict[str, Any]) -> dict[str, str]:
+    """The files a docker lab host gets (its apt source for the lab's Debian mirror)."""
+    url = state["services"]["debian_mirror_url"]
+    key = (cache_dir() / "wheelhouse" / debmirror.DIR / debmirror.KEY_FILE).read_text()
+    return debmirror.host_files(url, key)
+
+
+def stop_docker(state: dict[str, Any]) -> None:
+    """Stop the outside registry (a lab with no docker host needs none)."""
+    images.stop_registry(run_dir())
+    services = state.get("services") or {}
+    for key in ("registry", "registry_url", "image", "image_digest", "image_local"):
+        services.pop(key, None)
+
+
 def stop(state: dict[str, Any], timeout: float = PORT_TIMEOUT) -> None:
     """Stop the servers (no-op when they are not running), wait until nothing
     listens on their ports any more, and forget their URLs; caches and logs stay.
@@ -127,6 +180,7 @@ def stop(state: dict[str, Any], timeout: float = PORT_TIMEOUT) -> None:
     hub.stop(run_dir())
     hubshim.daemon(run_dir()).stop()
     wheelhouse.stop(run_dir())
+    images.stop_registry(run_dir())
     wait_ports_free(bind_host(state), ports, timeout)
     for key in KEYS:
         services.pop(key, None)
@@ -137,6 +191,7 @@ def default_ports() -> list[int]:
         _port("LLMFLEET_LAB_HUB_PORT", hub.DEFAULT_PORT),
         _port("LLMFLEET_LAB_HUB_SHIM_PORT", 8092),
         _port("LLMFLEET_LAB_WHEELHOUSE_PORT", wheelhouse.DEFAULT_PORT),
+        _port("LLMFLEET_LAB_REGISTRY_PORT", images.OUTSIDE_PORT),
     ]
 
 

@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def fresh_lab(n: int) -> Iterator[dict[str, Any]]:
-    """An ``n``-host lab from clean hosts (whatever was left running), always taken down."""
+def fresh_lab(n: int, docker: bool = False) -> Iterator[dict[str, Any]]:
+    """An ``n``-host lab from clean hosts (whatever was left running), always taken down;
+    ``docker``: hosts that run docker, the outside registry and the engine image."""
     assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
     try:
         lab.down()
-        yield lab.up(hosts=n)
+        yield lab.up(hosts=n, docker=docker)
     finally:
         lab.down()
 
@@ -36,11 +37,15 @@ def ssh_run(host: dict[str, Any], command: str, timeout: float = 120) -> str:
 
 
 def run_pyinfra(
-    deploy: str, *args: str, inventory: str = "inventories/lab.py", limit: str | None = None
+    deploy: str,
+    *args: str,
+    inventory: str = "inventories/lab.py",
+    limit: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """``pyinfra -y INVENTORY DEPLOY`` with no Hub token in its environment; stdout holds
-    pyinfra's log and our summary together."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    """``pyinfra -y INVENTORY DEPLOY`` with no Hub token in its environment (plus ``env``);
+    stdout holds pyinfra's log and our summary together."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HF_")}, **(env or {})}
     where = ["--limit", limit] if limit else []
     return subprocess.run(
         [sys.executable, "-m", "pyinfra", "-y", inventory, deploy, *where, *args],
