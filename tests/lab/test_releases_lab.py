@@ -141,6 +141,7 @@ def test_bad_value_fails_that_host_only_and_touches_nothing(
         text=True,
         timeout=1800,
     )
+    assert results.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads(results.read_text())
     assert out["lab2"]["status"] == "failed", proc.stdout[-3000:]
     assert "health_timeout: 'ten': expected an integer" in out["lab2"]["detail"]
