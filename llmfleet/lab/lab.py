@@ -136,6 +136,7 @@ def status() -> list[dict[str, Any]]:
                 "ssh": running and lab_hosts.ssh_ok(host, timeout=3),
                 "pid": host.get("pid") if running else None,
                 "proc_sys_writable": host.get("proc_sys_writable"),
+                "docker": bool(host.get("docker")),
                 "cgroup": ("isolated" if not problems else "; ".join(problems))
                 if running
                 else None,
