@@ -89,7 +89,8 @@ def start_fetch(port: int, repo: str, digest: str) -> None:
     conn.request("GET", f"/v2/{repo}/blobs/{digest}")
     resp = conn.getresponse()
     status = resp.status
-    conn.sock.close()
+    resp.close()  # unread: the socket closes, the registry's copy to us stops
+    conn.close()
     if status != 200:
         raise SystemExit(f"{repo}: blob {digest}: HTTP {status}")
 
