@@ -227,7 +227,13 @@ def variant(cache_dir: Path, local: str, registry: str, label: str) -> tuple[str
         )
     finally:
         subprocess.run(_buildah(storage, "rm", ctr), capture_output=True, check=False)
-    return push(cache_dir, f"{local}-variant", registry)
+    try:
+        return push(cache_dir, f"{local}-variant", registry)
+    finally:
+        # only pushed, never kept: vfs stores a full copy of the image per layer (2.5 GB),
+        # and each new variant would leave the last one behind, untagged
+        for args in (("rmi", "-f", f"{local}-variant"), ("rmi", "--prune")):
+            subprocess.run(_buildah(storage, *args), capture_output=True, check=False)
 
 
 def publish(cache_dir: Path, base_rootfs: Path, wheelhouse: Path, registry: str) -> dict:
