@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,3 +57,21 @@ def run_pyinfra(
         text=True,
         timeout=1800,
     )
+
+
+class Run:
+    """One pyinfra run: exit code, output, and the Results table's grand total."""
+
+    def __init__(self, proc: subprocess.CompletedProcess, seconds: float) -> None:
+        self.rc, self.seconds = proc.returncode, seconds
+        self.out = proc.stdout + (proc.stderr or "")
+        m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", self.out)
+        self.total = m.groups() if m else None
+
+    @property
+    def changed(self) -> int:
+        assert self.total, f"no results table in:\n{self.out[-3000:]}"
+        return 0 if self.total[1] == "-" else int(self.total[1])
+
+    def __repr__(self) -> str:
+        return f"Run(rc={self.rc}, total={self.total}, {self.seconds:.0f}s)\n{self.out[-5000:]}"

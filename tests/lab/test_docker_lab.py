@@ -29,7 +29,7 @@ import pytest
 from llmfleet.lab import images, lab, services
 from llmfleet.lab.inventory import SITE_REGISTRY_PORT
 
-from .labkit import ROOT, fresh_lab, run_pyinfra, ssh_run
+from .labkit import ROOT, Run, fresh_lab, run_pyinfra, ssh_run
 
 pytestmark = pytest.mark.lab
 
@@ -37,23 +37,6 @@ INVENTORY = "inventories/lab_docker.py"
 UNIT = "llmfleet-serve.service"
 CONTAINER = "llmfleet-serve"
 ssh = ssh_run
-
-
-class Run:
-    """One pyinfra run: exit code, output, and the Results table's grand total."""
-
-    def __init__(self, proc: subprocess.CompletedProcess, seconds: float) -> None:
-        self.rc, self.out, self.seconds = proc.returncode, proc.stdout, seconds
-        m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", self.out)
-        self.total = m.groups() if m else None
-
-    @property
-    def changed(self) -> int:
-        assert self.total, f"no results table in:\n{self.out[-3000:]}"
-        return 0 if self.total[1] == "-" else int(self.total[1])
-
-    def __repr__(self) -> str:
-        return f"Run(rc={self.rc}, total={self.total}, {self.seconds:.0f}s)\n{self.out[-5000:]}"
 
 
 def pyinfra(deploy: str, *args: str, limit: str | None = None, env=None) -> Run:

@@ -28,30 +28,13 @@ import pytest
 
 from llmfleet.lab import hosts
 
-from .labkit import fresh_lab
+from .labkit import Run, fresh_lab
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_llmfleetTestToken0123456789"  # a fake token; it must never show on a host
 UNIT = "llmfleet-serve.service"
-
-
-class Run:
-    """One pyinfra run: exit code, output, and the Results table's grand total."""
-
-    def __init__(self, proc: subprocess.CompletedProcess, seconds: float) -> None:
-        self.rc, self.out, self.seconds = proc.returncode, proc.stdout + proc.stderr, seconds
-        m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", self.out)
-        self.total = m.groups() if m else None
-
-    @property
-    def changed(self) -> int:
-        assert self.total, f"no results table in:\n{self.out[-3000:]}"
-        return 0 if self.total[1] == "-" else int(self.total[1])
-
-    def __repr__(self) -> str:
-        return f"Run(rc={self.rc}, total={self.total})\n{self.out[-4000:]}"
 
 
 def deploy(*args: str, inventory: str = "inventories/lab.py", token: bool = True) -> Run:
