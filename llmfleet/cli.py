@@ -8,26 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from . import settings as schema
 from .catalog import Catalog, load
+from .cli_fleet import cmd_oncall, cmd_releases, cmd_rollout, cmd_status
+from .cli_lab import cmd_lab
 from .errors import LlmfleetError, Problem, ValidationError
 from .render import render
 from .serveplan import build_serve_plan, weights_plan
 from .settings import Settings, settings_from
+from .terminal import console, err, print_json, raw
 from .validate import HostPlan
-
-console = Console()
-err = Console(stderr=True)
 
 
 def _epilog_set() -> str:
@@ -56,10 +52,6 @@ def parse_sets(pairs: list[str], host_name: str = "-") -> Settings:
     return settings_from(data, host_name)
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
 def cmd_recipes_list(cat: Catalog, a: argparse.Namespace) -> int:
     rows = [
         r
@@ -67,7 +59,7 @@ def cmd_recipes_list(cat: Catalog, a: argparse.Namespace) -> int:
         if (not a.hardware or r.hardware == a.hardware) and (not a.engine or r.engine == a.engine)
     ]
     if a.json:
-        _print_json(
+        print_json(
             [
                 {
                     "id": r.id,
@@ -124,7 +116,7 @@ def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
         "overlays": sorted(o.id for o in cat.overlays.values() if r.engine in o.engines),
     }
     if a.json:
-        _print_json(info)
+        print_json(info)
         return 0
     console.print(f"[bold]{r.id}[/bold]: {r.title}")
     console.print(f"source: {r.source['seed']} / {r.source['section']}")
@@ -157,11 +149,6 @@ def cmd_recipes_show(cat: Catalog, a: argparse.Namespace) -> int:
     return 0
 
 
-def _raw(text: str) -> None:
-    """Print a file's text exactly (no markup, no wrapping, no added newline)."""
-    sys.stdout.write(text)
-
-
 def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
     r = cat.recipe(a.id)
     s = parse_sets(a.set or [], host_name="render")
@@ -169,7 +156,7 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
         s = replace(s, node_rank=a.rank)
     rendered = render(cat, r, s, "render")
     if a.json:
-        _print_json(rendered.public())
+        print_json(rendered.public())
         return 0
     if a.unit:
         # the deploy's own plan builder; only the commit is unknown without an inventory
@@ -194,8 +181,8 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
             weights_plan(s, rendered.model_repo, commit, None, False),
             image=image,
         )
-        _raw(plan.unit)
-        _raw(plan.env)
+        raw(plan.unit)
+        raw(plan.env)
         return 0
     console.print(" \\\n  ".join(rendered.argv), markup=False, highlight=False)
     for key, value in rendered.env.items():
@@ -206,9 +193,9 @@ def cmd_recipes_render(cat: Catalog, a: argparse.Namespace) -> int:
 def cmd_settings(cat: Catalog, a: argparse.Namespace) -> int:
     """Every host-data key: type, default, the deploys that read it, what it does."""
     if a.json:
-        _print_json(schema.schema_json())
+        print_json(schema.schema_json())
     elif a.markdown:
-        _raw(schema.schema_markdown())
+        raw(schema.schema_markdown())
     else:
         table = Table(title="host and group data keys (docs/settings.md)")
         for col in ("key", "type", "default", "deploys", "what"):
@@ -253,10 +240,10 @@ def cmd_plan(cat: Catalog, a: argparse.Namespace) -> int:
         if not p.ok:
             raise ValidationError(p.problems)
         # the commit is resolved on the control node, as the deploy does
-        _raw(serve_plan(cat, p, pinned_commit(p), image=pinned_image(p)).unit)
+        raw(serve_plan(cat, p, pinned_commit(p), image=pinned_image(p)).unit)
         return 0
     if a.json:
-        _print_json(plan_json(plans))
+        print_json(plan_json(plans))
     else:
         table = Table(title=f"plan for {a.inventory} (nothing was connected to)")
         for col in ("host", "hardware", "recipe", "parallelism", "memory / device", "status"):
@@ -312,246 +299,6 @@ def _group_tables(plans: list[HostPlan]) -> list[Table]:
             table.add_row(str(m.rank), m.host, m.role, m.address, ports, shown)
         tables.append(table)
     return tables
-
-
-def _lab_table(rows: list[dict]) -> Table:
-    table = Table(title="llmfleet lab")
-    cols = ("name", "address", "running", "ssh", "cgroup")
-    for col in cols:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*(str(row.get(c, "-")) for c in cols))
-    return table
-
-
-def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
-    from .lab import lab
-
-    if a.lab_cmd == "up":
-        state = lab.up(hosts=a.hosts, docker=a.docker)
-        if a.json:
-            _print_json(state)
-            return 0
-        console.print(_lab_table(lab.status()))
-        for key, value in sorted((state.get("services") or {}).items()):
-            if key.endswith("_url"):
-                console.print(f"  {key}: {value}", highlight=False)
-        services = state.get("services") or {}
-        if a.docker:
-            console.print(
-                f"  outside registry: {services.get('registry')}, image "
-                f"{services.get('image')}@{services.get('image_digest')}",
-                highlight=False,
-            )
-        nxt = (
-            "pyinfra inventories/lab_docker.py deploys/registry.py --limit lab1\n"
-            "      pyinfra inventories/lab_docker.py deploys/serve.py"
-            if a.docker
-            else "pyinfra inventories/lab.py deploys/serve.py"
-        )
-        console.print(
-            f"SSH: ssh -F {state['ssh_config']} {state['hosts'][0]['name']}\nnext: {nxt}",
-            highlight=False,
-        )
-    elif a.lab_cmd == "down":
-        lab.down(purge=a.purge)
-    elif a.lab_cmd == "chat":
-        return _lab_chat(a)
-    else:
-        rows = lab.status()
-        _print_json(rows) if a.json else console.print(_lab_table(rows))
-        # a running host that shares cgroups with another is not a usable lab host
-        return 1 if any(r["running"] and r["cgroup"] != "isolated" for r in rows) else 0
-    return 0
-
-
-def _lab_chat(a: argparse.Namespace) -> int:
-    """One chat completion per lab host, from the control machine, as a user would."""
-    import time
-
-    import requests
-
-    from .lab.inventory import lab_hosts
-
-    table = Table(title=f"chat: {a.prompt!r}")
-    for col in ("host", "endpoint", "reply", "tokens", "seconds"):
-        table.add_column(col, overflow="fold")
-    failed = 0
-    for name, data in lab_hosts():
-        url = f"http://{data['ssh_hostname']}:{a.port}/v1/chat/completions"
-        body = {
-            "model": a.model,
-            "max_tokens": a.max_tokens,
-            "messages": [{"role": "user", "content": a.prompt}],
-        }
-        start = time.monotonic()
-        try:
-            resp = requests.post(url, json=body, timeout=120)
-            resp.raise_for_status()
-            reply = resp.json()
-            text = reply["choices"][0]["message"].get("content") or ""
-            tokens = str(reply.get("usage", {}).get("completion_tokens", "?"))
-            table.add_row(name, url, repr(text), tokens, f"{time.monotonic() - start:.2f}")
-        except (requests.RequestException, KeyError, ValueError) as exc:
-            failed += 1
-            table.add_row(name, url, f"[red]{exc}[/red]", "-", "-")
-    console.print(table)
-    return 1 if failed else 0
-
-
-def _fleet(inventory: str, limit: list[str] | None = None) -> list[tuple[str, dict]]:
-    """(name, data) per inventory host, read in a child process: importing pyinfra's CLI
-    package gevent-patches the importing process, which deadlocks the SSH threads here."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "llmfleet.inventory_data", inventory],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise LlmfleetError(
-            proc.stderr.strip().splitlines()[-1]
-            if proc.stderr.strip()
-            else f"inventory {inventory}: could not be read"
-        )
-    hosts = [(name, data) for name, data in json.loads(proc.stdout)]
-    if limit:
-        hosts = [(n, d) for n, d in hosts if n in limit]
-        if not hosts:
-            raise LlmfleetError(f"--limit {' '.join(limit)}: no such host in {inventory}")
-    return hosts
-
-
-def _uptime(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    h, rem = divmod(int(seconds), 3600)
-    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
-
-
-def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
-    from . import oncall
-
-    rows = [
-        oncall.status_row(r)
-        for r in oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.status_command())
-    ]
-    if a.json:
-        _print_json(rows)
-    else:
-        table = Table(title=f"llmfleet status: {a.inventory}")
-        cols = ("host", "release", "recipe", "engine", "model", "unit", "uptime", "health")
-        for col in cols:
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            if not r["reachable"]:
-                table.add_row(
-                    r["host"],
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "[red]unreachable[/red]",
-                    "-",
-                    f"[red]{r['error']}[/red]",
-                )
-                continue
-            health = r["health"] or "-"
-            colour = "green" if health == "serving" else "red"
-            unit = r["unit"]
-            ucol = "green" if unit.startswith("active") else "red"
-            table.add_row(
-                r["host"],
-                r["release"] or "-",
-                r["recipe"] or "-",
-                r["engine"] or "-",
-                r["model"] or "-",
-                f"[{ucol}]{unit}[/{ucol}]",
-                _uptime(r["uptime_s"]),
-                f"[{colour}]{health}[/{colour}]",
-            )
-        console.print(table)
-    return 0 if all(r["reachable"] and r["health"] == "serving" for r in rows) else 1
-
-
-def cmd_releases(cat: Catalog, a: argparse.Namespace) -> int:
-    """Every release kept on every host (its manifest), newest first."""
-    from . import oncall
-
-    results = oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.releases_command())
-    rows = [row for r in results if r.ok for row in oncall.release_rows(r)]
-    failed = [r for r in results if not r.ok]
-    if a.json:
-        _print_json({"releases": rows, "errors": {r.host: r.error for r in failed}})
-        return 1 if failed else 0
-    table = Table(title=f"llmfleet releases: {a.inventory}")
-    cols = ("host", "release", "mark", "created", "recipe", "model", "port")
-    for col in cols:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        mark = row["mark"]
-        style = "green" if mark == "current" else "cyan" if mark else ""
-        table.add_row(
-            *(str(row[c]) for c in cols[:2]),
-            f"[{style}]{mark}[/{style}]" if style else "",
-            *(str(row[c]) for c in cols[3:]),
-        )
-    for r in failed:
-        table.add_row(r.host, "-", "[red]unreachable[/red]", "-", "-", f"[red]{r.error}[/red]", "-")
-    console.print(table)
-    return 1 if failed else 0
-
-
-def cmd_oncall(cat: Catalog, a: argparse.Namespace) -> int:
-    """logs / restart / gpus: one command on every host, output per host."""
-    from . import oncall
-
-    command = {
-        "logs": lambda: oncall.logs_command(a.lines),
-        "restart": oncall.restart_command,
-        "gpus": oncall.gpu_command,
-    }[a.cmd]()
-    results = oncall.run_everywhere(_fleet(a.inventory, a.limit), command)
-    for r in results:
-        colour = "green" if r.ok else "red"
-        console.rule(f"[{colour}]{r.host}[/{colour}]")
-        if r.stdout:
-            console.print(r.stdout.rstrip(), highlight=False, markup=False)
-        if r.error:
-            err.print(f"[red]{r.error}[/red]", highlight=False)
-    return 0 if all(r.ok for r in results) else 1
-
-
-def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
-    from . import rollout
-
-    hosts = [name for name, _ in _fleet(a.inventory, a.limit)]
-    extra = [x for kv in (a.data or []) for x in ("--data", kv)]
-    if a.dry:  # what would change per host, with diffs of unit and env file; nothing runs
-        argv = [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "--dry",  # no -y: with it pyinfra skips the change detection --dry prints
-            "--diff",
-            a.inventory,
-            a.deploy,
-            *rollout.limit_args(hosts),
-            *extra,
-        ]
-        return subprocess.run(argv, check=False).returncode
-    run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
-    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=lambda m: console.rule(m))
-    table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
-    for col in ("host", "result"):
-        table.add_column(col, overflow="fold")
-    for h in result.done:
-        table.add_row(h, "[green]deployed[/green]")
-    for h, why in result.failed.items():
-        table.add_row(h, f"[red]{why}[/red]")
-    for h in result.skipped:
-        table.add_row(h, "[yellow]not touched (rollout stopped)[/yellow]")
-    console.print(table)
-    return 1 if result.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
