@@ -14,6 +14,7 @@ from pyinfra import host
 from pyinfra.facts.files import File
 from pyinfra.operations import python, server
 
+from llmfleet.containers import runtime_doc
 from llmfleet.hostpaths import ENV_MARKER
 from llmfleet.manifest import ReleaseManifest
 from llmfleet.settings import Settings
@@ -28,7 +29,9 @@ from roles.run import record
 def _engine_present(m: ReleaseManifest) -> bool:
     """Going back needs no download: the release's venv or image must still be here."""
     if m.image:
-        return host.get_fact(ContainerState, package="docker.io", image=m.image)["image"]
+        return host.get_fact(ContainerState, package=runtime_doc()["package"], image=m.image)[
+            "image"
+        ]
     return bool(host.get_fact(File, path=f"{m.venv}/{ENV_MARKER}"))
 
 

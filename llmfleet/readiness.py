@@ -17,11 +17,11 @@ from .catalog import Catalog, CatalogError, Hardware
 from .errors import Problem
 from .hostfacts.devices import DEVICE_TOOLS, Accelerators
 from .hostfacts.system import SCHED_DEBUGFS, HostFacts, kernel_at_least
+from .hostpaths import DEFAULT_HF_HOME
 from .validate import plan_host
 
 SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 DISK_HEADROOM = 1.1  # weights plus caches, partial files and a second revision's overlap
-DEFAULT_HF_HOME = "/var/lib/llmfleet/hf"
 
 
 @dataclass(frozen=True)

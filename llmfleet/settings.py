@@ -34,6 +34,8 @@ from .errors import Problem, ValidationError
 from .hostpaths import DEFAULT_HF_HOME
 
 USER_PREFIX = "x_"
+# stack_reboot: when the stack role may reboot a host (llmfleet/stacks/verify.py decides)
+REBOOT_POLICIES = ("auto", "never", "always")
 PREFIXES = {
     "flag.": (
         "flags",
@@ -296,7 +298,7 @@ class Settings:
         "auto",
         "reboot when a kernel module changed: auto, never, always",
         ONBOARD,
-        choices=("auto", "never", "always"),
+        choices=REBOOT_POLICIES,
     )
     nvidia_driver_version: str | None = key(
         None, "NVIDIA driver branch or version (moves the whole stack)", ONBOARD

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from .errors import Problem
 from .hostfacts.system import SCHED_DEBUGFS, kernel_at_least
 from .hostfacts.tuning import TuningState
+from .hostpaths import SYSCTL_CONF, TUNING_UNIT, systemd_unit_file
 from .unitfile import jinja_env
 
 BASELINE_SYSCTL = {
@@ -40,9 +41,8 @@ BASELINE_SYSCTL = {
 BASELINE_GOVERNOR = "performance"
 SCHED_KEY = "kernel.sched_migration_cost_ns"
 GOVERNOR = "cpu governor"
-SYSCTL_CONF = "/etc/sysctl.d/90-llmfleet.conf"
-UNIT_NAME = "llmfleet-tuning.service"
-UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}"
+UNIT_NAME = TUNING_UNIT
+UNIT_FILE = systemd_unit_file(UNIT_NAME)
 GOVERNOR_FILES = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor"
 
 # Sysctls a container has its own copy of (network, IPC, UTS, user namespaces): safe anywhere.

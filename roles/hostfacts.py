@@ -12,6 +12,7 @@ from pyinfra.api import FactBase
 
 from llmfleet.hostfacts import devices, system, tuning
 from llmfleet.hostfacts.framing import SECTION_MARK, split_sections
+from llmfleet.hostpaths import DEFAULT_HF_HOME
 
 
 def _framed(sections: dict[str, str]) -> str:
@@ -36,7 +37,7 @@ def _if_tool(tool: str, cmd: str) -> str:
 class HostBasics(FactBase):
     """OS, kernel, CPU/NUMA, cpufreq, scheduler knobs and free disk at ``path``."""
 
-    def command(self, path: str = "/var/lib/llmfleet/hf") -> str:
+    def command(self, path: str = DEFAULT_HF_HOME) -> str:
         commands = {cmd: cmd for cmd in system.BASICS_COMMANDS.values()}
         commands["df"] = system.disk_command(path)
         return _framed(commands)

@@ -249,7 +249,7 @@ def stack_from_data(plan: Any) -> None:
         return
     recipe = plan.recipe
     runtime = (recipe.runtime or ("docker" if recipe.container else "venv")) if recipe else "venv"
-    reboot = settings.stack_reboot  # one of REBOOT_POLICIES: the settings schema checked it
+    reboot = settings.stack_reboot  # one of settings.REBOOT_POLICIES: checked in the plan
     try:
         facts: HostFacts = host.get_fact(HostBasics, path="/")
         stack_plan = plan_stack(

@@ -108,9 +108,6 @@ def pending_installers(plan: StackPlan, have: dict[str, str]) -> list[Installer]
     return [i for i in plan.installers if i.version not in have.get(i.component, "")]
 
 
-REBOOT_POLICIES = ("auto", "never", "always")
-
-
 def reboot_decision(kernel: list[str], container: str | None, policy: str) -> tuple[bool, str]:
     """Reboot when a kernel module package or installer changed (the new driver is
     not loaded until then: "driver/library version mismatch"), unless the host is
