@@ -8,18 +8,25 @@ The release's unit and environment file go back in place and the server is
 restarted; its engine venv and weight snapshot are still on the host (they
 are shared by path, never deleted with a release).  If it does not become
 healthy, the release that was running comes back and the host fails.
+
+A serving group's members (``serve_group``) go back together: the run must target
+all of them, each goes to its own previous release, the group is judged as one
+(the head by HTTP and a completion, workers by their connection to rank 0) and, if
+it is not healthy, every member returns to what it ran (``roles/group.py``).
 """
 
-from pyinfra import host
+from pyinfra import host, inventory, state
 from pyinfra.facts.files import File
 from pyinfra.operations import python, server
 
 from llmfleet.containers import runtime_doc
+from llmfleet.errors import LlmfleetError
 from llmfleet.hostpaths import ENV_MARKER
 from llmfleet.manifest import ReleaseManifest
-from llmfleet.settings import Settings
+from llmfleet.settings import Settings, parse_settings
 from roles import summary
 from roles.container import ContainerState
+from roles.group import group_health
 from roles.health import Target, gate
 from roles.plan import fail_host, settings_only
 from roles.release import Releases, activate_commands, promote
@@ -36,16 +43,17 @@ def _engine_present(m: ReleaseManifest) -> bool:
 
 
 def rollback(s: Settings) -> None:
-    state = host.get_fact(Releases)
-    target, why = state.find(s.release)
+    known = host.get_fact(Releases)
+    target, why = known.find(s.release)
     if target is None:
         fail_host(f"{host.name}: release: {why}")
         return
-    manifest = state.releases[target]
+    manifest = known.releases[target]
     rec = record(host.name)
     rec.recipe, rec.release, rec.model = manifest.recipe, target, manifest.model
-    current = state.current
-    if current == target:
+    current = known.current
+    members = group_members(s)
+    if current == target and not members:
         print(f"    [{host.name}] already on release {target}: nothing to do")
         return
     if not _engine_present(manifest):
@@ -55,21 +63,67 @@ def rollback(s: Settings) -> None:
             "(fix: deploy that configuration again with deploys/serve.py)"
         )
         return
-    cur = state.releases.get(current) if current else None
-    server.shell(
-        name=f"Switch to release {target}", commands=[" && ".join(activate_commands(target))]
-    )
-    python.call(
-        name="Wait until serving (health, models, one completion)",
-        function=gate,
-        target=Target.of(manifest),
-        timeout=s.health_timeout,
-        revert=Target.of(cur) if cur else None,
-    )
+    cur = known.releases.get(current) if current else None
+    switch = []
+    if current != target:
+        switch.append(
+            server.shell(
+                name=f"Switch to release {target}",
+                commands=[" && ".join(activate_commands(target))],
+            )
+        )
+    if members:  # one server on several hosts: every member goes back, judged together
+        assert s.serve_group
+        group_health(
+            s.serve_group,
+            members,
+            manifest,
+            changed=switch,
+            timeout=s.health_timeout,
+            revert=cur if current != target else None,
+            running=True,
+        )
+    else:
+        python.call(
+            name="Wait until serving (health, models, one completion)",
+            function=gate,
+            target=Target.of(manifest),
+            timeout=s.health_timeout,
+            revert=Target.of(cur) if cur else None,
+        )
     promote(target, s.release_keep, current)
+
+
+def group_members(s: Settings) -> list[str]:
+    """The inventory hosts of this host's serving group (none: a one-node server); a
+    group rolls back whole, so a run that leaves out a member fails every member."""
+    if not s.serve_group:
+        return []
+    members = [
+        h.name
+        for h in inventory
+        if parse_settings(h.name, dict(h.data.dict()))[0].serve_group == s.serve_group
+    ]
+    left_out = [m for m in members if not state.is_host_in_limit(inventory.get_host(m))]
+    if left_out:
+        raise LlmfleetError(
+            f"{host.name}: serve_group: {s.serve_group} rolls back whole, and this run leaves "
+            f"out {', '.join(left_out)} (fix: {' '.join('--limit ' + m for m in members)})"
+        )
+    if s.release:
+        raise LlmfleetError(
+            f"{host.name}: release: {s.release} names one host's release, but "
+            f"{host.name} is a member of serve group {s.serve_group}, whose members' "
+            "release ids differ (fix: drop release to go back to the previous release on "
+            "every member)"
+        )
+    return members
 
 
 summary.register("llmfleet rollback")
 _settings = settings_only()
 if _settings is not None:
-    rollback(_settings)
+    try:
+        rollback(_settings)
+    except LlmfleetError as exc:
+        fail_host(str(exc))

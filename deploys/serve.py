@@ -1,4 +1,5 @@
-"""Serve deploy: plan -> engine -> weights -> server -> health, per host.
+"""Serve deploy: plan -> engine -> weights -> server -> health, per host (per group for
+a multi-node server, ``roles/group.py``).
 
     pyinfra inventories/lab.py deploys/serve.py
     pyinfra inventories/lambda.py deploys/serve.py --limit b200
@@ -18,6 +19,7 @@ from llmfleet.serveplan import ServePlan
 from roles import summary
 from roles.container import container_engine
 from roles.engine import engine_env
+from roles.group import group_health, group_watch
 from roles.health import Target, health
 from roles.plan import current
 from roles.release import Releases, promote, stage
@@ -39,14 +41,26 @@ def serve(plan: ServePlan) -> None:
     ops = serve_unit(plan.unit, plan.env, user=s.service_user)
     # if the new release fails its health check, the one that ran before comes back
     old = known.releases.get(known.current) if known.current != plan.release else None
-    health(
-        target=Target.of(plan.manifest),
-        changed=changed + ops + staged,
-        timeout=s.health_timeout,
-        revert=Target.of(old) if old else None,
-        # a running server restarts only when its unit, env, engine or weights changed
-        restart=any_changed(*changed, *ops) if running else False,
-    )
+    if plan.group:  # one server on several hosts: start, judge and revert together
+        group_watch()
+        group_health(
+            plan.group.name,
+            [m.host for m in plan.group.members],
+            plan.manifest,
+            changed=changed + ops + staged,
+            timeout=s.health_timeout,
+            revert=old,
+            running=running,
+        )
+    else:
+        health(
+            target=Target.of(plan.manifest),
+            changed=changed + ops + staged,
+            timeout=s.health_timeout,
+            revert=Target.of(old) if old else None,
+            # a running server restarts only when its unit, env, engine or weights changed
+            restart=any_changed(*changed, *ops) if running else False,
+        )
     promote(plan.release, s.release_keep, known.current)
 
 

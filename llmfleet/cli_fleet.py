@@ -56,8 +56,9 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
         oncall.status_row(r)
         for r in oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.status_command())
     ]
+    groups = oncall.group_rows(rows)
     if a.json:
-        print_json(rows)
+        print_json(rows if not groups else {"hosts": rows, "groups": groups})
     else:
         table = Table(title=f"llmfleet status: {a.inventory}")
         cols = ("host", "release", "recipe", "engine", "model", "unit", "uptime", "health")
@@ -77,7 +78,9 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
                 )
                 continue
             health = r["health"] or "-"
-            colour = "green" if health == "serving" else "red"
+            if r.get("group"):
+                health = f"{health} ({r['group']} rank {r['rank']}, {r['role']})"
+            colour = "green" if oncall.serving(r) else "red"
             unit = r["unit"]
             ucol = "green" if unit.startswith("active") else "red"
             table.add_row(
@@ -91,7 +94,24 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
                 f"[{colour}]{health}[/{colour}]",
             )
         console.print(table)
-    return 0 if all(r["reachable"] and r["health"] == "serving" for r in rows) else 1
+        for g in groups:
+            _print_group(g)
+    return 0 if all(oncall.serving(r) for r in rows) else 1
+
+
+def _print_group(g: dict) -> None:
+    verdict = "[green]healthy[/green]" if g["healthy"] else "[red]NOT healthy[/red]"
+    table = Table(title=f"serve group {g['group']}: {verdict}")
+    for col in ("rank", "host", "role", "unit", "state", "release"):
+        table.add_column(col, overflow="fold")
+    for r in g["ranks"]:
+        table.add_row(
+            *(
+                str(r[k] if r[k] is not None else "-")
+                for k in ("rank", "host", "role", "unit", "health", "release")
+            )
+        )
+    console.print(table)
 
 
 def cmd_releases(cat: Catalog, a: argparse.Namespace) -> int:
@@ -142,10 +162,26 @@ def cmd_oncall(cat: Catalog, a: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _rollout_units(inventory: str, limit: list[str] | None) -> tuple[list[str], list[list[str]]]:
+    """The hosts to roll and their units: a serving group's members go together, and a
+    ``--limit`` that names one member takes the whole group (said on stderr)."""
+    from .grouplife import batch_units
+
+    everyone = _fleet(inventory)
+    group_of = {n: d.get("serve_group") for n, d in everyone}
+    chosen = {n for n, _ in _fleet(inventory, limit)} if limit else set(group_of)
+    groups = {group_of[n] for n in chosen if group_of[n]}
+    added = [n for n, g in group_of.items() if g in groups and n not in chosen]
+    if added:
+        err.print(f"rollout: whole serving groups go together; adding {', '.join(added)}")
+    hosts = [n for n, _ in everyone if n in chosen or n in added]
+    return hosts, batch_units(hosts, group_of)
+
+
 def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
     from . import rollout
 
-    hosts = [name for name, _ in _fleet(a.inventory, a.limit)]
+    hosts, units = _rollout_units(a.inventory, a.limit)
     extra = [x for kv in (a.data or []) for x in ("--data", kv)]
     if a.dry:  # what would change per host, with diffs of unit and env file; nothing runs
         argv = [
@@ -161,7 +197,9 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
         ]
         return subprocess.run(argv, check=False).returncode
     run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
-    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=lambda m: console.rule(m))
+    result = rollout.roll(
+        hosts, a.batch, a.max_fail, run, say=lambda m: console.rule(m), units=units
+    )
     table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
     for col in ("host", "result"):
         table.add_column(col, overflow="fold")

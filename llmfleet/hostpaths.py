@@ -28,6 +28,9 @@ UV = f"{TOOLS_DIR}/bin/uv"
 HUB_VENV = f"{TOOLS_DIR}/hub"
 FETCH_SCRIPT = f"{BIN_DIR}/llmfleet-fetch.py"
 HEALTH_SCRIPT = f"{BIN_DIR}/llmfleet-health.py"
+# beside the health script: it reads connections with the health script's code
+GROUP_WATCH_SCRIPT = f"{BIN_DIR}/llmfleet-group-watch.py"
+GROUP_WATCH_UNIT = "llmfleet-group-watch.service"
 ENV_MARKER = ".llmfleet-env"
 
 # secrets that visit a host only while they are needed

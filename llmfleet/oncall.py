@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .hostpaths import RELEASES, UNIT_NAME
+from .hostpaths import HEALTH_SCRIPT, RELEASES, UNIT_NAME
 from .manifest import ReleaseManifest, ReleaseState, list_command
 from .probe import MODELS_PY
 
@@ -48,6 +48,18 @@ try:
     health = "serving" if manifest.get("served_name") in served else "wrong model"
 except Exception as exc:
     health = "down (%s)" % type(exc).__name__
+node = manifest.get("node") or {}
+if node.get("role") == "worker":  # headless: no HTTP; judged by its link to rank 0
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("health", sys.argv[3])
+    try:
+        h = importlib.util.module_from_spec(spec); spec.loader.exec_module(h)
+        want = h.resolve(["%s:%s" % (r["address"], r["port"]) for r in node["rendezvous"]])
+        linked = h.established(want) == want
+    except Exception as exc:
+        linked = None
+    health = ("connected to rank 0" if linked else "NOT connected to rank 0"
+              if s.get("ActiveState") == "active" else "down")
 print(json.dumps({"release": rel, "manifest": manifest, "unit": s, "uptime_s": up,
                   "models": served, "health": health}))
 """
@@ -103,7 +115,7 @@ def run_everywhere(
 
 
 def status_command() -> str:
-    return f"python3 -c {shlex.quote(STATUS_PY)} {UNIT_NAME}.service {RELEASES}"
+    return f"python3 -c {shlex.quote(STATUS_PY)} {UNIT_NAME}.service {RELEASES} {HEALTH_SCRIPT}"
 
 
 def status_row(result: HostResult) -> dict[str, Any]:
@@ -124,7 +136,36 @@ def status_row(result: HostResult) -> dict[str, Any]:
         "restarts": unit.get("NRestarts"),
         "uptime_s": data.get("uptime_s"),
         "health": data.get("health"),
+        # a multi-node server's member: its group, rank and role (None: one node)
+        "group": m.node.group if m and m.node else None,
+        "rank": m.node.rank if m and m.node else None,
+        "role": m.node.role if m and m.node else None,
     }
+
+
+def serving(row: dict[str, Any]) -> bool:
+    """A reachable host doing its part: a head serving, a worker linked to rank 0."""
+    return bool(row.get("reachable")) and row.get("health") in ("serving", "connected to rank 0")
+
+
+def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per serving group: every rank's host, role and state; healthy only when
+    every member is (a head that serves while a worker is down is not)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("group"):
+            groups.setdefault(r["group"], []).append(r)
+    return [
+        {
+            "group": name,
+            "healthy": all(serving(r) for r in members),
+            "ranks": [
+                {k: r.get(k) for k in ("rank", "host", "role", "unit", "health", "release")}
+                for r in sorted(members, key=lambda r: r.get("rank") or 0)
+            ],
+        }
+        for name, members in groups.items()
+    ]
 
 
 def logs_command(lines: int) -> str:

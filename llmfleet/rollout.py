@@ -24,17 +24,21 @@ from .errors import LlmfleetError
 from .outcome import GOOD, Status
 
 
-def batches(hosts: list[str], size: str) -> list[list[str]]:
-    """Split ``hosts`` into batches of ``size`` hosts, or ``N%`` of the fleet (at least 1)."""
+def batches(hosts: list[str], size: str, units: list[list[str]] | None = None) -> list[list[str]]:
+    """Split ``hosts`` into batches of ``size`` units, or ``N%`` of them (at least 1).
+
+    A unit is one host, or the members of one serving group (``grouplife.batch_units``):
+    a multi-node server is deployed whole, so a batch of 1 is one server."""
+    units = units or [[h] for h in hosts]
     text = str(size).strip()
     try:
-        n = math.ceil(len(hosts) * float(text[:-1]) / 100) if text.endswith("%") else int(text)
+        n = math.ceil(len(units) * float(text[:-1]) / 100) if text.endswith("%") else int(text)
     except ValueError as exc:
         raise LlmfleetError(
             f"--batch {size!r}: use a host count (2) or a percentage (25%)"
         ) from exc
     n = max(1, n)
-    return [hosts[i : i + n] for i in range(0, len(hosts), n)]
+    return [[h for u in units[i : i + n] for h in u] for i in range(0, len(units), n)]
 
 
 def fail_limit(total: int, max_fail: str) -> int:
@@ -57,12 +61,19 @@ Runner = Callable[[list[str]], dict[str, dict]]
 
 
 def roll(
-    hosts: list[str], size: str, max_fail: str, run: Runner, say: Callable[[str], None] = print
+    hosts: list[str],
+    size: str,
+    max_fail: str,
+    run: Runner,
+    say: Callable[[str], None] = print,
+    units: list[list[str]] | None = None,
 ) -> Rollout:
-    """Run ``run(batch)`` batch by batch; stop when failures exceed the threshold."""
+    """Run ``run(batch)`` batch by batch; stop when failed units (hosts, or serving groups
+    with any member failed) exceed the threshold."""
     out = Rollout()
-    limit = fail_limit(len(hosts), max_fail)
-    plan = batches(hosts, size)
+    units = units or [[h] for h in hosts]
+    limit = fail_limit(len(units), max_fail)
+    plan = batches(hosts, size, units)
     for i, batch in enumerate(plan, 1):
         say(f"batch {i}/{len(plan)}: {', '.join(batch)}")
         results = run(batch)
@@ -72,11 +83,12 @@ def roll(
                 out.done.append(h)
             else:
                 out.failed[h] = f"{status}: {results.get(h, {}).get('detail', 'no result')}"
-        if len(out.failed) > limit:
+        failed_units = sum(1 for u in units if any(h in out.failed for h in u))
+        if failed_units > limit:
             out.stopped = True
             out.skipped = [h for b in plan[i:] for h in b]
             say(
-                f"stopping: {len(out.failed)} failed host(s) > allowed {limit}; "
+                f"stopping: {failed_units} failed (host or group) > allowed {limit}; "
                 f"not touched: {', '.join(out.skipped) or 'none'}"
             )
             break

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from .catalog import Catalog, Recipe
 from .engineenv import EngineSpec, PackageSource, engine_spec, venv_path
 from .errors import Problem, ValidationError
+from .grouplife import group_env
 from .hostpaths import snapshot_dir
 from .manifest import ReleaseManifest, release_id
 from .render import Rendered, render
@@ -144,6 +145,8 @@ def build_serve_plan(
     key_env = table.get("api_key_env") if api_key else None
     if api_key and key_env:  # in the 0600 env file only, never argv
         extra[key_env] = api_key
+    # a group member's env file names its group, role and rank 0, for the watchdog
+    extra.update(group_env(rendered.node, group))
     unit = unit_text(
         rendered,
         user=s.service_user,

@@ -21,6 +21,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, python
 from pyinfra.operations.util import any_changed
 
+from llmfleet.grouplife import Judge
 from llmfleet.hostpaths import HEALTH_SCRIPT, UNIT_NAME
 from llmfleet.manifest import ReleaseManifest
 
@@ -45,17 +46,21 @@ class Target:
         return cls(m.id, m.port, m.served_name, m.api_key_env)
 
 
-def probe_command(t: Target, timeout: int) -> str:
-    """The host-side gate: health, model list, one completion, within ``timeout``."""
+def probe_command(t: Target, timeout: int, judge: Judge | None = None) -> str:
+    """The host-side gate within ``timeout``: health, model list and one completion for a
+    head (or a one-node server); for a headless worker, its unit and its connection to
+    rank 0 (``llmfleet/grouplife.py``)."""
     key = f" --key-env {shlex.quote(t.key_env)}" if t.key_env else ""
+    connect = "".join(f" --connect {shlex.quote(c)}" for c in (judge.connect if judge else ()))
     return (
         f"python3 {HEALTH_SCRIPT} --port {int(t.port)} --model {shlex.quote(t.model)} "
-        f"--unit {UNIT_NAME} --timeout {int(timeout)}{key}"
+        f"--unit {UNIT_NAME} --timeout {int(timeout)}{key}{connect}"
     )
 
 
-def _probe(t: Target, timeout: int) -> dict:
-    _, out = host.run_shell_command(probe_command(t, timeout))
+def probe(command: str) -> dict:
+    """Run the health script on the host; its last line is the verdict as JSON."""
+    _, out = host.run_shell_command(command)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -76,7 +81,7 @@ def gate(
         restart = restart()
     if restart:  # a failed restart is judged below like any unhealthy release
         host.run_shell_command(f"systemctl restart {UNIT_NAME}.service")
-    result = _probe(target, timeout)
+    result = probe(probe_command(target, timeout))
     rec.timings["health_s"] = round(time.monotonic() - began, 1)
     rec.health = {**result, "release": target.release}
     if result.get("ok"):
@@ -88,7 +93,7 @@ def gate(
     )
     if revert:
         host.run_shell_command(" && ".join(activate_commands(revert.release)))
-        back = _probe(revert, timeout)
+        back = probe(probe_command(revert, timeout))
         state = "healthy again" if back.get("ok") else f"NOT healthy either: {back.get('error')}"
         failure += f"; rolled back to release {revert.release} ({state})"
         rec.health = {**result, "error": failure, "rolled_back": revert.release}

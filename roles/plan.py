@@ -18,9 +18,11 @@ from pyinfra.operations import server
 
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
+from llmfleet.grouplife import missing_members
 from llmfleet.hubapi import resolve_commit
 from llmfleet.plan import image_key, pin_image, revision_key, serve_plan
 from llmfleet.render import Rendered
+from llmfleet.servegroup import ServeGroup
 from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
 from llmfleet.settings import Settings, parse_settings
 from llmfleet.validate import HostPlan, check_fleet, plan_host, plan_onboard
@@ -133,6 +135,8 @@ def current() -> ServePlan | None:
     if found is None:
         return None
     catalog, plan, fleet = found
+    if plan.group and _group_left_out(plan.group):
+        return None
     try:
         address, serves = _peers(plan, fleet)
         serve = serve_plan(
@@ -150,6 +154,20 @@ def current() -> ServePlan | None:
     rec.planned, rec.recipe, rec.release = True, serve.recipe.id, serve.release
     rec.model = serve.weights.label
     return serve
+
+
+def _group_left_out(group: ServeGroup) -> bool:
+    """Fail (and True) when the run targets only part of this host's serving group."""
+    targeted = [m.host for m in group.members if state.is_host_in_limit(inventory.get_host(m.host))]
+    missing = missing_members(group, targeted)
+    if missing:
+        fail_host(
+            f"{host.name}: serve_group: {group.name} is one server on "
+            f"{', '.join(m.host for m in group.members)}, and this run leaves out "
+            f"{', '.join(missing)} (fix: target the whole group: "
+            f"{' '.join('--limit ' + m.host for m in group.members)})"
+        )
+    return bool(missing)
 
 
 def _named(exc: LlmfleetError) -> str:

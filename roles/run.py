@@ -34,6 +34,10 @@ class Run:
     # peer host name -> True once a host that copies from it was prepared
     peer_needed: dict[str, bool] = field(default_factory=dict)
     title: str | None = None
+    # serving group -> member -> its health gate's result, for the group's verdict
+    group_results: dict[str, dict[str, dict]] = field(default_factory=dict)
+    # serving group -> member -> the operations whose change restarts the whole group
+    group_changes: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def record(self, host_name: str) -> HostRecord:
         return self.records.setdefault(host_name, HostRecord())

@@ -4,11 +4,18 @@
 /health can answer before the model is ready, so this also checks that
 /v1/models lists the served name and that one real chat completion returns.
 If the unit dies meanwhile, it stops waiting at once and prints the journal.
+
+A headless worker of a multi-node server (``--connect ADDR:PORT``) serves no HTTP:
+it is judged by its unit staying up and holding an established TCP connection to
+rank 0's rendezvous port, seen in /proc/net/tcp{,6} for ``--settle`` seconds on end
+(a worker that connects and drops again is not a member).
 Standard library only: it runs with the host's python3.
 """
 
 import argparse
+import ipaddress
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +67,95 @@ def journal(unit: str, lines: int) -> str:
     return out.stdout
 
 
+def _hex_endpoint(text: str) -> tuple[str, int]:
+    """/proc/net/tcp's ``0100007F:1F90`` (little-endian words) as (address, port)."""
+    addr, port = text.split(":")
+    raw = bytes.fromhex(addr)
+    if len(raw) == 4:
+        ip = ipaddress.IPv4Address(raw[::-1])
+    else:  # four little-endian 32-bit words
+        ip = ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+        ip = ip.ipv4_mapped or ip
+    return str(ip), int(port, 16)
+
+
+def _established_rows():
+    """(local, remote) of every established TCP connection of this network namespace."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 3 and cols[3] == "01":  # TCP_ESTABLISHED
+                yield _hex_endpoint(cols[1]), _hex_endpoint(cols[2])
+
+
+def established(remote: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """The (address, port) of ``remote`` this host holds an established connection to."""
+    return {peer for _, peer in _established_rows() if peer in remote}
+
+
+def inbound(ports: set[int]) -> set[tuple[str, int]]:
+    """(remote address, local port) of the connections made to ``ports`` here."""
+    return {(peer[0], local[1]) for local, peer in _established_rows() if local[1] in ports}
+
+
+def resolve(endpoints: list[str]) -> set[tuple[str, int]]:
+    """``ADDR:PORT`` (a name or an IP) as the (IP, port) pairs the kernel shows."""
+    out = set()
+    for ep in endpoints:
+        addr, port = ep.rsplit(":", 1)
+        for info in socket.getaddrinfo(addr.strip("[]"), int(port), proto=socket.IPPROTO_TCP):
+            out.add((str(ipaddress.ip_address(info[4][0])), int(port)))
+    return out
+
+
+def unit_died(unit: str, restarts0: int) -> str | None:
+    state, restarts = unit_state(unit)
+    if restarts > restarts0:
+        return f"{unit} exited and systemd restarted it ({restarts} restarts)"
+    if state in ("failed", "inactive"):
+        return f"{unit} is {state}"
+    return None
+
+
+def fail(stage: str, error: str, unit: str) -> int:
+    print(json.dumps({"ok": False, "stage": stage, "error": error, "journal": journal(unit, 40)}))
+    return 1
+
+
+def worker(a: argparse.Namespace) -> int:
+    """A headless rank: up, and connected to rank 0 for ``settle`` seconds on end."""
+    start, since = time.time(), None
+    _, restarts0 = unit_state(a.unit)
+    try:
+        wanted = resolve(a.connect)
+    except (OSError, ValueError) as exc:
+        return fail("connect", f"cannot resolve {a.connect}: {exc}", a.unit)
+    while time.time() - start < a.timeout:
+        died = unit_died(a.unit, restarts0)
+        if died:
+            return fail("process", died, a.unit)
+        if established(wanted) == wanted:
+            since = since or time.time()
+            if time.time() - since >= a.settle:
+                seconds = round(time.time() - start, 1)
+                shown = ", ".join(a.connect)
+                print(json.dumps({"ok": True, "seconds": seconds, "connected": shown}))
+                return 0
+        else:
+            since = None
+        time.sleep(1)
+    return fail(
+        "connect",
+        f"not connected to rank 0 at {', '.join(a.connect)} after {a.timeout:.0f}s",
+        a.unit,
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -69,7 +165,16 @@ def main() -> int:
     p.add_argument("--prompt", default="Say hello.")
     p.add_argument("--env-file", default="/etc/llmfleet/serve.env")
     p.add_argument("--key-env", help="the env-file variable holding the endpoint key")
+    p.add_argument(
+        "--connect",
+        action="append",
+        metavar="ADDR:PORT",
+        help="judge a headless worker: connected to rank 0 here (no HTTP)",
+    )
+    p.add_argument("--settle", type=float, default=5, help="worker: seconds connected on end")
     a = p.parse_args()
+    if a.connect:
+        return worker(a)
     key = api_key(a.env_file, a.key_env) if a.key_env else None
     if key:
         HEADERS["Authorization"] = f"Bearer {key}"
@@ -77,25 +182,9 @@ def main() -> int:
     start, stage, last_error = time.time(), "health", ""
     _, restarts0 = unit_state(a.unit)
     while time.time() - start < a.timeout:
-        state, restarts = unit_state(a.unit)
-        if state in ("failed", "inactive") or restarts > restarts0:
-            why = (
-                f"{a.unit} is {state}"
-                if restarts == restarts0
-                else f"{a.unit} exited and systemd restarted it ({restarts} restarts)"
-            )
-            print(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "stage": stage,
-                        "unit": state,
-                        "error": why,
-                        "journal": journal(a.unit, 40),
-                    }
-                )
-            )
-            return 1
+        died = unit_died(a.unit, restarts0)
+        if died:
+            return fail(stage, died, a.unit)
         try:
             stage = "health"
             get(f"{base}/health", timeout=5)
@@ -129,17 +218,7 @@ def main() -> int:
         except (urllib.error.URLError, ConnectionError, OSError, RuntimeError, KeyError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
             time.sleep(2)
-    print(
-        json.dumps(
-            {
-                "ok": False,
-                "stage": stage,
-                "error": f"not healthy after {a.timeout:.0f}s: {last_error}",
-                "journal": journal(a.unit, 40),
-            }
-        )
-    )
-    return 1
+    return fail(stage, f"not healthy after {a.timeout:.0f}s: {last_error}", a.unit)
 
 
 if __name__ == "__main__":
