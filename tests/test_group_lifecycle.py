@@ -1,0 +1,187 @@
+"""A serving group's lifecycle decisions (llmfleet/grouplife.py), the health script's
+worker judgement and the watchdog's view of the group's connections."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmfleet.grouplife import (
+    ENV_RENDEZVOUS,
+    ENV_ROLE,
+    ENV_WORKERS,
+    Judge,
+    MemberState,
+    batch_units,
+    group_env,
+    missing_members,
+    restart_group,
+    verdict,
+)
+from llmfleet.multinode import NodeRole, Rendezvous
+from llmfleet.rollout import batches, roll
+from llmfleet.servegroup import GroupMember, ServeGroup
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "files" / "scripts"
+RDV = (Rendezvous("--data-parallel-rpc-port", "10.0.0.1", 13345),)
+GROUP = ServeGroup(
+    "pair",
+    "r",
+    "gb200",
+    "data-parallel",
+    2,
+    "10.0.0.1",
+    RDV,
+    (GroupMember("n0", 0, "10.0.0.1"), GroupMember("n1", 1, "10.0.0.2")),
+)
+
+
+def _node(rank: int) -> NodeRole:
+    return NodeRole("pair", "data-parallel", 2, rank, "10.0.0.1", RDV)
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), SCRIPTS / name)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_group_env_names_role_rank0_and_for_the_head_its_workers() -> None:
+    head, worker = group_env(_node(0), GROUP), group_env(_node(1), GROUP)
+    assert head[ENV_ROLE] == "head" and head[ENV_WORKERS] == "10.0.0.2"
+    assert worker[ENV_ROLE] == "worker" and ENV_WORKERS not in worker
+    assert head[ENV_RENDEZVOUS] == worker[ENV_RENDEZVOUS] == "10.0.0.1:13345"
+    assert group_env(None, None) == {}  # a one-node server's env file stays as it was
+
+
+def test_judge_by_role() -> None:
+    assert Judge.of(None).is_head and Judge.of(_node(0)).connect == ()
+    assert Judge.of(_node(1)) == Judge("worker", ("10.0.0.1:13345",))
+
+
+def test_any_member_changed_or_down_restarts_the_group() -> None:
+    same = MemberState("n0", "a", "a", True)
+    assert not restart_group([same, MemberState("n1", "b", "b", True)])
+    assert restart_group([same, MemberState("n1", "b", "c", True)])  # new release on n1
+    assert restart_group([same, MemberState("n1", "b", "b", False)])  # n1 down
+
+
+def test_a_run_must_target_the_whole_group() -> None:
+    assert missing_members(GROUP, ["n0", "n1", "x"]) == []
+    assert missing_members(GROUP, ["n0"]) == ["n1"]
+
+
+def test_verdict_counts_a_missing_result_as_failed() -> None:
+    assert verdict({"n0": {"ok": True}, "n1": {"ok": True}}) == []
+    assert verdict({"n0": {"ok": True}, "n1": None}) == ["n1"]
+    assert verdict({"n0": {"ok": False}, "n1": {"ok": True}}) == ["n0"]
+
+
+def test_rollout_batches_count_groups() -> None:
+    hosts = ["a", "g1", "b", "g2", "c"]
+    units = batch_units(hosts, {"g1": "G", "g2": "G"})
+    assert units == [["a"], ["g1", "g2"], ["b"], ["c"]]
+    assert batches(hosts, "2", units) == [["a", "g1", "g2"], ["b", "c"]]
+    assert batches(hosts, "50%", units) == [["a", "g1", "g2"], ["b", "c"]]
+
+
+def test_rollout_stops_on_failed_groups_not_hosts() -> None:
+    hosts = ["g1", "g2", "a", "b"]
+    units = batch_units(hosts, {"g1": "G", "g2": "G"})
+    seen: list[list[str]] = []
+
+    def run(batch: list[str]) -> dict:
+        seen.append(batch)
+        return {h: {"status": "failed" if h.startswith("g") else "healthy"} for h in batch}
+
+    out = roll(hosts, "1", "0", run, say=lambda m: None, units=units)
+    # both members failed: one failed group > 0 allowed, so a and b are not touched
+    assert seen == [["g1", "g2"]] and out.stopped and out.skipped == ["a", "b"]
+    seen.clear()
+    out = roll(hosts, "1", "1", run, say=lambda m: None, units=units)
+    assert seen == [["g1", "g2"], ["a"], ["b"]] and not out.stopped
+
+
+@pytest.fixture
+def listener():
+    srv = socket.create_server(("127.0.0.1", 0))
+    yield srv
+    srv.close()
+
+
+def test_health_script_sees_established_connections(listener) -> None:
+    health = _script("llmfleet-health.py")
+    port = listener.getsockname()[1]
+    want = health.resolve([f"127.0.0.1:{port}"])
+    assert want == {("127.0.0.1", port)}
+    assert health.established(want) == set()
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    try:
+        assert health.established(want) == want  # the worker's view: connected to rank 0
+        assert ("127.0.0.1", port) in health.inbound({port})  # the head's view
+    finally:
+        client.close()
+        conn.close()
+
+
+def test_worker_gate_fails_when_rank0_is_not_there(tmp_path: Path) -> None:
+    """No connection to rank 0 within the timeout: the worker's gate says so, as JSON."""
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "llmfleet-health.py"),
+            "--port",
+            "8000",
+            "--model",
+            "m",
+            "--unit",
+            "no-such-unit-here",
+            "--timeout",
+            "2",
+            "--connect",
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    verdict_ = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 1 and not verdict_["ok"]
+    assert verdict_["stage"] in ("connect", "process")
+
+
+def test_watchdog_reads_the_group_from_the_env_file(tmp_path: Path, listener) -> None:
+    watch, health = _script("llmfleet-group-watch.py"), _script("llmfleet-health.py")
+    port = listener.getsockname()[1]
+    env = tmp_path / "serve.env"
+    env.write_text(
+        f"# Managed by llmfleet\nLLMFLEET_GROUP=pair\nLLMFLEET_GROUP_ROLE=worker\n"
+        f"LLMFLEET_GROUP_RENDEZVOUS='127.0.0.1:{port}'\n"
+    )
+    wanted, present = watch.connections(health, watch.read_env(str(env)))
+    assert wanted == {("127.0.0.1", port)} and present == set()
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    try:
+        assert watch.connections(health, watch.read_env(str(env)))[1] == wanted
+        head = f"LLMFLEET_GROUP_ROLE=head\nLLMFLEET_GROUP_RENDEZVOUS=127.0.0.1:{port}\n"
+        env.write_text(head + "LLMFLEET_GROUP_WORKERS=127.0.0.1\n")
+        wanted, present = watch.connections(health, watch.read_env(str(env)))
+        assert wanted == present == {("127.0.0.1", port)}
+    finally:
+        client.close()
+        conn.close()
+    env.write_text("VLLM_CPU_KVCACHE_SPACE=1\n")  # a one-node server: nothing to watch
+    assert watch.connections(health, watch.read_env(str(env))) == (set(), set())
