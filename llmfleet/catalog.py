@@ -71,6 +71,9 @@ class Recipe:
     install: dict[str, Any] = field(default_factory=dict)
     # how a recipe with nodes > 1 spans them: one of MULTINODE_FORMS
     multinode_form: str = "nnodes"
+    # ranks > 0 start with this launcher instead (empty: the same as rank 0's), for an
+    # engine whose headless mode only one of its entry points honours
+    worker_launcher: tuple[str, ...] = ()
 
     def flags(self) -> list[argmod.Flag]:
         """The engine flags, with the recipe's own ``arg_overrides`` applied."""
@@ -264,6 +267,7 @@ def _to_recipe(doc: dict[str, Any], engines: dict[str, dict[str, Any]]) -> Recip
         runtime=doc.get("runtime"),
         install=doc.get("install") or {},
         multinode_form=form,
+        worker_launcher=tuple(doc.get("worker_launcher") or ()),
     )
 
 

@@ -223,7 +223,8 @@ def render(
     bind = dep.bind or defaults.get("host", "0.0.0.0")
     port = int(dep.port or defaults.get("port", 8000))
     served = dep.served_name or defaults.get("served_name") or recipe.model["repo"]
-    head = list(recipe.launcher)
+    worker = node is not None and node.role == multinode.WORKER
+    head = list(recipe.worker_launcher if worker and recipe.worker_launcher else recipe.launcher)
     head += [model] if recipe.model_arg == "positional" else [recipe.model_arg, model]
     head += [
         table["host_flag"],

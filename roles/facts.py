@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from pyinfra.api import FactBase
 
@@ -89,4 +90,21 @@ class TextFile(FactBase):
         return "\n".join(output).strip() or None
 
     def default(self):
+        return None
+
+
+class InterfaceOf(FactBase):
+    """The network interface that holds ``address`` on the host (None: none does): a
+    serving group member's NIC on the group's network, for NCCL/Gloo/HCCL's
+    ``*_SOCKET_IFNAME`` when the inventory does not name it."""
+
+    def command(self, address: str) -> str:
+        return f"ip -o addr show to {shlex.quote(address)} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        # "2: host0    inet 10.213.0.11/24 brd ..." -> host0
+        for line in output:
+            parts = line.split()
+            if len(parts) > 1:
+                return parts[1].split("@")[0]
         return None

@@ -10,7 +10,7 @@ other hosts go on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyinfra import host, inventory, state
@@ -20,6 +20,7 @@ from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
 from llmfleet.grouplife import missing_members
 from llmfleet.hubapi import resolve_commit
+from llmfleet.multinode import node_ip
 from llmfleet.plan import image_key, pin_image, revision_key, serve_plan
 from llmfleet.render import Rendered
 from llmfleet.servegroup import ServeGroup
@@ -27,6 +28,7 @@ from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
 from llmfleet.settings import Settings, parse_settings
 from llmfleet.validate import HostPlan, check_fleet, plan_host, plan_onboard
 
+from .facts import InterfaceOf
 from .run import current_run, record
 
 
@@ -137,6 +139,8 @@ def current() -> ServePlan | None:
     catalog, plan, fleet = found
     if plan.group and _group_left_out(plan.group):
         return None
+    if plan.group and not plan.settings.network_interface:
+        plan = _with_interface(plan)
     try:
         address, serves = _peers(plan, fleet)
         serve = serve_plan(
@@ -168,6 +172,17 @@ def _group_left_out(group: ServeGroup) -> bool:
             f"{' '.join('--limit ' + m.host for m in group.members)})"
         )
     return bool(missing)
+
+
+def _with_interface(plan: HostPlan) -> HostPlan:
+    """A group member without ``network_interface``: the NIC holding its group address,
+    read from the host (one fact), so Gloo/NCCL/HCCL get their socket variables; left
+    out (the engine picks) when the address is a name or no interface holds it."""
+    ip = node_ip(plan.settings.group_address)
+    nic = host.get_fact(InterfaceOf, address=ip) if ip else None
+    if not nic:
+        return plan
+    return replace(plan, settings=replace(plan.settings, network_interface=nic))
 
 
 def _named(exc: LlmfleetError) -> str:

@@ -201,7 +201,8 @@ def test_cpu_profile_needs_no_devices(catalog, facts) -> None:
     assert (
         r.ok
         and r.detected == "cpu"
-        and r.recipes == ["lab-cpu-vllm-tiny", "lab-cpu-vllm-tiny-docker"]
+        and r.recipes
+        == ["lab-cpu-vllm-tiny", "lab-cpu-vllm-tiny-docker", "lab-cpu-vllm-tiny-dp2 (2 nodes)"]
     )
 
 
