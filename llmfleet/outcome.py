@@ -97,12 +97,13 @@ def _verdict(rec: HostRecord, connected: bool, failed: bool, dry: bool) -> tuple
     if not result:
         return (Status.OK, "") if rec.planned else (Status.NOT_CHECKED, "")
     if result.get("ok"):
-        reply = result.get("reply")
-        detail = (
-            f"answered {reply!r} after {result['seconds']}s"
-            if reply is not None
-            else "already serving (no change, not restarted)"
-        )
+        reply, linked = result.get("reply"), result.get("connected")
+        if result.get("probe"):
+            detail = "already serving (no change, not restarted)"
+        elif linked:  # a headless worker of a multi-node server
+            detail = f"worker, connected to rank 0 at {linked} after {result['seconds']}s"
+        else:
+            detail = f"answered {reply!r} after {result['seconds']}s"
         return Status.HEALTHY, detail
     return Status.UNHEALTHY, str(result.get("error", result))
 

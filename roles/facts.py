@@ -108,3 +108,21 @@ class InterfaceOf(FactBase):
             if len(parts) > 1:
                 return parts[1].split("@")[0]
         return None
+
+
+class GroupLink(FactBase):
+    """A headless worker's link to rank 0 as the health script sees it at once (None:
+    no script yet, a first deploy), for the summary of a run that changed nothing."""
+
+    def command(self, script: str, connect: tuple[str, ...]) -> str:
+        targets = " ".join(f"--connect {shlex.quote(c)}" for c in connect)
+        return (
+            f"[ -x {script} ] && python3 {script} --port 0 --model - --timeout 2 --settle 0 "
+            f"{targets} || true"
+        )
+
+    def process(self, output: list[str]) -> dict | None:
+        try:
+            return json.loads(output[-1])
+        except (ValueError, IndexError):
+            return None

@@ -36,6 +36,7 @@ from llmfleet.hostpaths import GROUP_WATCH_SCRIPT, GROUP_WATCH_UNIT, HEALTH_SCRI
 from llmfleet.manifest import ReleaseManifest
 from llmfleet.unitfile import jinja_env
 
+from .facts import GroupLink, ServedModels
 from .health import SCRIPTS, Target, probe, probe_command
 from .release import activate_commands
 from .run import current_run, record
@@ -105,6 +106,17 @@ def report_back(
     raise RuntimeError(f"{failure}\n{shown}")
 
 
+def _probe_now(target: Target, judge: Judge) -> None:
+    """What the member does now, for the summary when the run changes nothing."""
+    if judge.is_head:
+        models = host.get_fact(ServedModels, port=target.port, key_env=target.key_env)
+        seen = None if models is None else {"ok": target.model in models, "models": models}
+    else:
+        seen = host.get_fact(GroupLink, script=HEALTH_SCRIPT, connect=judge.connect)
+    if seen is not None:
+        record(host.name).health = {**seen, "probe": True}
+
+
 @deploy("Group watchdog")
 def group_watch() -> OperationMeta:
     """The watchdog on every member; it reads the group from the env file each second,
@@ -158,6 +170,7 @@ def group_health(
     current_run().group_changes.setdefault(group, {})[host.name] = [script, *changed]
     target, back = Target.of(manifest), Target.of(revert) if revert else None
     judge = Judge.of(manifest.node)
+    _probe_now(target, judge)
     when = {"_if": lambda: _changed(group)}
     python.call(
         name=f"Group {group}: start together, judge as {judge.role}",

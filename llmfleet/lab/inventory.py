@@ -75,3 +75,18 @@ def docker_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[st
         "registry_upstream": f"http://{outside}",
     }
     return [(name, {**data, **docker}) for name, data in hosts]
+
+
+MULTINODE_RECIPE = "lab-cpu-vllm-tiny-dp2"
+MULTINODE_GROUP = "lab-pair"
+
+
+def multinode_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The first two lab hosts as one serving group: one vLLM server, data parallel over
+    both (rank 0 serves the API), ranks in inventory order, rank 0's lab address as the
+    master address; the NIC is read from each host (docs/multinode.md)."""
+    hosts = lab_hosts(state)
+    if len(hosts) < 2:
+        raise RuntimeError("the multi-node lab needs 2 hosts: `llmfleet lab up --hosts 2`")
+    group = {"recipe": MULTINODE_RECIPE, "serve_group": MULTINODE_GROUP}
+    return [(name, {**data, **group}) for name, data in hosts[:2]]
