@@ -56,17 +56,18 @@ def group_env(node: NodeRole | None, group: ServeGroup | None) -> dict[str, str]
 @dataclass(frozen=True)
 class Judge:
     """How a member's health gate decides it is serving: a head by HTTP and a completion
-    on its port, a worker by its unit staying up with a connection to rank 0's
-    rendezvous port(s)."""
+    on its port, a worker by its unit staying up with its engine connected to rank 0's
+    address (on any port: vLLM's data-parallel ranks close the rendezvous port once they
+    have met and talk over ports the engine picks)."""
 
     role: str
-    connect: tuple[str, ...] = ()  # worker: "ADDR:PORT" of rank 0 it must be connected to
+    connect: tuple[str, ...] = ()  # worker: rank 0's address its engine must be linked to
 
     @classmethod
     def of(cls, node: NodeRole | None) -> Judge:
         if node is None or node.role == HEAD:
             return cls(HEAD)
-        return cls(node.role, tuple(f"{r.address}:{r.port}" for r in node.rendezvous))
+        return cls(node.role, tuple(dict.fromkeys(r.address for r in node.rendezvous)))
 
     @property
     def is_head(self) -> bool:

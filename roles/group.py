@@ -42,10 +42,11 @@ from .release import activate_commands
 from .run import current_run, record
 
 
-def _changed(group: str) -> bool:
-    """Did any member's unit, env, engine or weights change in this run (so far)?"""
+def _changed(group: str, *, gate_only: bool = False) -> bool:
+    """Did any member's unit, env, engine or weights change in this run (so far)?  With
+    ``gate_only`` also its health script: that re-judges the group, restarting nothing."""
     members = current_run().group_changes.get(group, {})
-    return any(op.did_change() for ops in members.values() for op in ops)
+    return any(op.did_change() for ops in members.values() for op in ops[0 if gate_only else 1 :])
 
 
 def start_and_judge(group: str, target: Target, judge: Judge, timeout: int, running: bool):
@@ -167,11 +168,12 @@ def group_health(
         dest=HEALTH_SCRIPT,
         mode="755",
     )
+    # the script first: it gates the group's steps but restarts nothing (see _changed)
     current_run().group_changes.setdefault(group, {})[host.name] = [script, *changed]
     target, back = Target.of(manifest), Target.of(revert) if revert else None
     judge = Judge.of(manifest.node)
     _probe_now(target, judge)
-    when = {"_if": lambda: _changed(group)}
+    when = {"_if": lambda: _changed(group, gate_only=True)}
     python.call(
         name=f"Group {group}: start together, judge as {judge.role}",
         function=start_and_judge,

@@ -64,7 +64,7 @@ def test_group_env_names_role_rank0_and_for_the_head_its_workers() -> None:
 
 def test_judge_by_role() -> None:
     assert Judge.of(None).is_head and Judge.of(_node(0)).connect == ()
-    assert Judge.of(_node(1)) == Judge("worker", ("10.0.0.1:13345",))
+    assert Judge.of(_node(1)) == Judge("worker", ("10.0.0.1",))
 
 
 def test_any_member_changed_or_down_restarts_the_group() -> None:
@@ -117,17 +117,20 @@ def listener():
     srv.close()
 
 
-def test_health_script_sees_established_connections(listener) -> None:
+def test_health_script_sees_the_peers_of_established_connections(listener) -> None:
     health = _script("llmfleet-health.py")
     port = listener.getsockname()[1]
-    want = health.resolve([f"127.0.0.1:{port}"])
-    assert want == {("127.0.0.1", port)}
-    assert health.established(want) == set()
+    assert health.resolve([f"127.0.0.1:{port}", "localhost"]) >= {"127.0.0.1"}
+    rows = {(r[0], r[1]) for r in health._established_rows()}
     client = socket.create_connection(("127.0.0.1", port))
     conn, _ = listener.accept()
     try:
-        assert health.established(want) == want  # the worker's view: connected to rank 0
-        assert ("127.0.0.1", port) in health.inbound({port})  # the head's view
+        # no unit here: every connection of the host counts (the docker case)
+        assert "127.0.0.1" in health.peers("no-such-unit-here")
+        new = {(r[0], r[1]) for r in health._established_rows()} - rows
+        local = client.getsockname()
+        assert ((local[0], local[1]), ("127.0.0.1", port)) in new  # the worker's side
+        assert (("127.0.0.1", port), (local[0], local[1])) in new  # rank 0's side
     finally:
         client.close()
         conn.close()
@@ -167,21 +170,22 @@ def test_watchdog_reads_the_group_from_the_env_file(tmp_path: Path, listener) ->
     port = listener.getsockname()[1]
     env = tmp_path / "serve.env"
     env.write_text(
-        f"# Managed by llmfleet\nLLMFLEET_GROUP=pair\nLLMFLEET_GROUP_ROLE=worker\n"
-        f"LLMFLEET_GROUP_RENDEZVOUS='127.0.0.1:{port}'\n"
+        "# Managed by llmfleet\nLLMFLEET_GROUP=pair\nLLMFLEET_GROUP_ROLE=worker\n"
+        "LLMFLEET_GROUP_RENDEZVOUS='127.0.0.1:13345'\n"
     )
-    wanted, present = watch.connections(health, watch.read_env(str(env)))
-    assert wanted == {("127.0.0.1", port)} and present == set()
+    unit = "no-such-unit-here"
+    wanted, _ = watch.connections(health, watch.read_env(str(env)), unit)
+    assert wanted == {"127.0.0.1"}
     client = socket.create_connection(("127.0.0.1", port))
     conn, _ = listener.accept()
     try:
-        assert watch.connections(health, watch.read_env(str(env)))[1] == wanted
-        head = f"LLMFLEET_GROUP_ROLE=head\nLLMFLEET_GROUP_RENDEZVOUS=127.0.0.1:{port}\n"
-        env.write_text(head + "LLMFLEET_GROUP_WORKERS=127.0.0.1\n")
-        wanted, present = watch.connections(health, watch.read_env(str(env)))
-        assert wanted == present == {("127.0.0.1", port)}
+        assert watch.connections(health, watch.read_env(str(env)), unit)[1] == wanted
+        head = "LLMFLEET_GROUP_ROLE=head\nLLMFLEET_GROUP_RENDEZVOUS=127.0.0.1:13345\n"
+        env.write_text(head + "LLMFLEET_GROUP_WORKERS=127.0.0.1,127.0.0.9\n")
+        wanted, present = watch.connections(health, watch.read_env(str(env)), unit)
+        assert wanted == {"127.0.0.1", "127.0.0.9"} and present == {"127.0.0.1"}  # .9 gone
     finally:
         client.close()
         conn.close()
     env.write_text("VLLM_CPU_KVCACHE_SPACE=1\n")  # a one-node server: nothing to watch
-    assert watch.connections(health, watch.read_env(str(env))) == (set(), set())
+    assert watch.connections(health, watch.read_env(str(env)), unit) == (set(), set())

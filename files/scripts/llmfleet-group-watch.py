@@ -8,8 +8,11 @@ answering /health while one of its workers is dead.  This runs on every member o
 a serving group (llmfleet-group-watch.service) and watches the group's TCP
 connections, which every form has for as long as the group lives:
 
-- on a worker: its established connection(s) to rank 0's rendezvous port(s);
-- on the head: an established connection from every worker to its rendezvous port(s).
+- on a worker: an established connection of its engine to rank 0's address;
+- on the head: an established connection of its engine with every worker's address.
+
+(Any port: vLLM's data-parallel ranks meet on the rendezvous port and then talk over
+ports the engine picks; the connections are matched to the engine unit's processes.)
 
 Once a run of the engine unit (one systemd InvocationID) has been seen whole, a
 connection missing for ``--grace`` seconds restarts the unit, which re-forms the
@@ -62,21 +65,20 @@ def unit_run(unit: str) -> tuple[str, str]:
     return props.get("ActiveState", "unknown"), props.get("InvocationID", "")
 
 
-def connections(health, env: dict[str, str]) -> tuple[set, set]:
-    """(wanted, present) for this member's role, as (address, port) or (address, local
-    port) pairs; both empty when the env names no group."""
+def connections(health, env: dict[str, str], unit: str) -> tuple[set, set]:
+    """(wanted, present) peer addresses for this member's role: rank 0's for a worker,
+    every worker's for the head; both empty when the env names no group."""
     role = env.get("LLMFLEET_GROUP_ROLE")
-    rendezvous = [e for e in env.get("LLMFLEET_GROUP_RENDEZVOUS", "").split(",") if e]
-    if role == "worker" and rendezvous:
-        wanted = health.resolve(rendezvous)
-        return wanted, health.established(wanted)
-    workers = [w for w in env.get("LLMFLEET_GROUP_WORKERS", "").split(",") if w]
-    if role == "head" and workers and rendezvous:
-        ports = {int(e.rsplit(":", 1)[1]) for e in rendezvous}
-        addrs = {a for a, _ in health.resolve([f"{w}:0" for w in workers])}
-        wanted = {(a, p) for a in addrs for p in ports}
-        return wanted, health.inbound(ports) & wanted
-    return set(), set()
+    if role == "worker":
+        names = [e for e in env.get("LLMFLEET_GROUP_RENDEZVOUS", "").split(",") if e]
+    elif role == "head":
+        names = [w for w in env.get("LLMFLEET_GROUP_WORKERS", "").split(",") if w]
+    else:
+        names = []
+    if not names:
+        return set(), set()
+    wanted = health.resolve(names)
+    return wanted, health.peers(unit) & wanted
 
 
 def main() -> int:
@@ -92,7 +94,7 @@ def main() -> int:
     while True:
         time.sleep(a.interval)
         state, run = unit_run(a.unit)
-        wanted, present = connections(health, read_env(a.env_file))
+        wanted, present = connections(health, read_env(a.env_file), a.unit)
         if state != "active" or not wanted:
             lost_since = None
             continue
@@ -105,7 +107,7 @@ def main() -> int:
             continue
         lost_since = lost_since or time.monotonic()
         if time.monotonic() - lost_since >= a.grace:
-            gone = ", ".join(f"{h}:{port}" for h, port in sorted(wanted - present))
+            gone = ", ".join(sorted(wanted - present))
             print(
                 f"group broken: {gone} gone for {a.grace:.0f}s; restarting {a.unit} "
                 "so the group re-forms",

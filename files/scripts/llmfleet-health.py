@@ -5,16 +5,19 @@
 /v1/models lists the served name and that one real chat completion returns.
 If the unit dies meanwhile, it stops waiting at once and prints the journal.
 
-A headless worker of a multi-node server (``--connect ADDR:PORT``) serves no HTTP:
-it is judged by its unit staying up and holding an established TCP connection to
-rank 0's rendezvous port, seen in /proc/net/tcp{,6} for ``--settle`` seconds on end
-(a worker that connects and drops again is not a member).
+A headless worker of a multi-node server (``--connect ADDR``) serves no HTTP: it is
+judged by its unit staying up while its processes hold an established TCP connection
+to rank 0's address (its sockets matched with /proc/net/tcp{,6}) for ``--settle``
+seconds on end; a worker that connects and drops again is not a member.  Any port
+counts: vLLM's data-parallel ranks meet on the rendezvous port, then talk over ports
+the engine picks and close the rendezvous.
 Standard library only: it runs with the host's python3.
 """
 
 import argparse
 import ipaddress
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -80,7 +83,7 @@ def _hex_endpoint(text: str) -> tuple[str, int]:
 
 
 def _established_rows():
-    """(local, remote) of every established TCP connection of this network namespace."""
+    """(local, remote, socket inode) of every established TCP connection here."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as fh:
@@ -89,27 +92,56 @@ def _established_rows():
             continue
         for row in rows:
             cols = row.split()
-            if len(cols) > 3 and cols[3] == "01":  # TCP_ESTABLISHED
-                yield _hex_endpoint(cols[1]), _hex_endpoint(cols[2])
+            if len(cols) > 9 and cols[3] == "01":  # TCP_ESTABLISHED
+                yield _hex_endpoint(cols[1]), _hex_endpoint(cols[2]), cols[9]
 
 
-def established(remote: set[tuple[str, int]]) -> set[tuple[str, int]]:
-    """The (address, port) of ``remote`` this host holds an established connection to."""
-    return {peer for _, peer in _established_rows() if peer in remote}
+def unit_sockets(unit: str) -> set[str] | None:
+    """The socket inodes held by the unit's processes (its cgroup, every hierarchy
+    layout); None when none can be read (a docker engine runs in the container's
+    cgroup, not the unit's), and then every connection of the host counts."""
+    cg = subprocess.run(
+        ["systemctl", "show", unit, "-p", "ControlGroup", "--value"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    pids: set[str] = set()
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+        for d, _, names in os.walk(root + cg) if cg else ():
+            if "cgroup.procs" in names:
+                with open(os.path.join(d, "cgroup.procs")) as fh:
+                    pids.update(fh.read().split())
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes or None
 
 
-def inbound(ports: set[int]) -> set[tuple[str, int]]:
-    """(remote address, local port) of the connections made to ``ports`` here."""
-    return {(peer[0], local[1]) for local, peer in _established_rows() if local[1] in ports}
+def peers(unit: str) -> set[str]:
+    """The remote addresses the unit's processes hold established connections to: a
+    multi-node engine keeps several (its rendezvous port is only the first), so a
+    member is linked to another when any of them goes there."""
+    mine = unit_sockets(unit)
+    return {r[0] for _, r, inode in _established_rows() if mine is None or inode in mine}
 
 
-def resolve(endpoints: list[str]) -> set[tuple[str, int]]:
-    """``ADDR:PORT`` (a name or an IP) as the (IP, port) pairs the kernel shows."""
+def resolve(addresses: list[str]) -> set[str]:
+    """``ADDR`` or ``ADDR:PORT`` (a name or an IP) as the IPs the kernel shows."""
     out = set()
-    for ep in endpoints:
-        addr, port = ep.rsplit(":", 1)
-        for info in socket.getaddrinfo(addr.strip("[]"), int(port), proto=socket.IPPROTO_TCP):
-            out.add((str(ipaddress.ip_address(info[4][0])), int(port)))
+    for a in addresses:
+        name = a.rsplit(":", 1)[0] if a.count(":") == 1 else a
+        for info in socket.getaddrinfo(name.strip("[]"), None, proto=socket.IPPROTO_TCP):
+            out.add(str(ipaddress.ip_address(info[4][0])))
     return out
 
 
@@ -128,7 +160,7 @@ def fail(stage: str, error: str, unit: str) -> int:
 
 
 def worker(a: argparse.Namespace) -> int:
-    """A headless rank: up, and connected to rank 0 for ``settle`` seconds on end."""
+    """A headless rank: up, and linked to rank 0 for ``settle`` seconds on end."""
     start, since = time.time(), None
     _, restarts0 = unit_state(a.unit)
     try:
@@ -139,11 +171,11 @@ def worker(a: argparse.Namespace) -> int:
         died = unit_died(a.unit, restarts0)
         if died:
             return fail("process", died, a.unit)
-        if established(wanted) == wanted:
+        if wanted <= peers(a.unit):
             since = since or time.time()
             if time.time() - since >= a.settle:
                 seconds = round(time.time() - start, 1)
-                shown = ", ".join(a.connect)
+                shown = ", ".join(sorted(wanted))
                 print(json.dumps({"ok": True, "seconds": seconds, "connected": shown}))
                 return 0
         else:
@@ -168,8 +200,8 @@ def main() -> int:
     p.add_argument(
         "--connect",
         action="append",
-        metavar="ADDR:PORT",
-        help="judge a headless worker: connected to rank 0 here (no HTTP)",
+        metavar="ADDR",
+        help="judge a headless worker: its engine connected to rank 0 at ADDR (no HTTP)",
     )
     p.add_argument("--settle", type=float, default=5, help="worker: seconds connected on end")
     a = p.parse_args()

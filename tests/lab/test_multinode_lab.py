@@ -150,9 +150,9 @@ def test_ranks_environment_and_ports_are_as_planned(
         assert f"--data-parallel-address {master} --data-parallel-rpc-port {RPC_PORT}" in args
         assert ("--headless" in args) == (rank == 1)
         assert ("--data-parallel-start-rank 1" in args) == (rank == 1)
-    assert f":{RPC_PORT}" in ssh_run(head, "ss -Hltn")  # rank 0 listens for the others
-    linked = ssh_run(worker, f"ss -Htn state established dst {master}:{RPC_PORT}")
-    assert linked, "the worker holds no connection to rank 0's rendezvous port"
+    # the ranks met on the rendezvous port, then talk over ports the engine picks
+    linked = ssh_run(worker, f"ss -Htnp state established dst {master}")
+    assert "VLLM::EngineCor" in linked, "the worker's engine holds no connection to rank 0"
 
 
 def test_status_shows_the_group_with_every_rank(first: Run) -> None:
