@@ -189,3 +189,26 @@ def test_watchdog_reads_the_group_from_the_env_file(tmp_path: Path, listener) ->
         conn.close()
     env.write_text("VLLM_CPU_KVCACHE_SPACE=1\n")  # a one-node server: nothing to watch
     assert watch.connections(health, watch.read_env(str(env)), unit) == (set(), set())
+
+
+def test_the_lab_pair_renders_head_and_headless_worker_with_their_launchers(catalog) -> None:
+    """lab-cpu-vllm-tiny-dp2: rank 0 keeps the lab's api_server entry point, rank 1 runs
+    vLLM's CLI (`serve ... --headless`), both with the data-parallel flags."""
+    from dataclasses import replace
+
+    from llmfleet.render import render
+    from llmfleet.settings import Settings
+
+    recipe = catalog.recipe("lab-cpu-vllm-tiny-dp2")
+    base = Settings(master_addr="10.213.0.11", network_interface="host0")
+    head = render(catalog, recipe, replace(base, group_address="10.213.0.11"), "lab1", rank=0)
+    worker = render(catalog, recipe, replace(base, group_address="10.213.0.12"), "lab2", rank=1)
+    assert head.argv[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert worker.argv[:2] == ["python", "-c"] and worker.argv[3] == "serve"
+    common = "--data-parallel-size 2 --data-parallel-size-local 1 "
+    common += "--data-parallel-address 10.213.0.11 --data-parallel-rpc-port 13345"
+    assert common in " ".join(head.argv) and common in " ".join(worker.argv)
+    assert worker.argv[-3:] == ["--data-parallel-start-rank", "1", "--headless"]
+    assert "--headless" not in head.argv
+    assert (head.env["VLLM_HOST_IP"], worker.env["VLLM_HOST_IP"]) == ("10.213.0.11", "10.213.0.12")
+    assert head.env["GLOO_SOCKET_IFNAME"] == worker.env["GLOO_SOCKET_IFNAME"] == "host0"

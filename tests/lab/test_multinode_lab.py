@@ -172,6 +172,14 @@ def test_a_rerun_changes_nothing(first: Run, head: dict[str, Any], worker: dict[
     assert [prop(h, "MainPID") for h in (head, worker)] == pids
 
 
+def test_a_run_that_leaves_out_a_member_touches_nothing(first: Run, worker: dict[str, Any]) -> None:
+    pid = prop(worker, "MainPID")
+    run = deploy("--limit", "lab2", "--data", "flag.--max-num-seqs=3")
+    assert run.rc != 0 and "this run leaves out lab1" in run.out, run
+    assert "--limit lab1 --limit lab2" in run.out  # the fix
+    assert prop(worker, "MainPID") == pid
+
+
 def test_a_flag_change_restarts_both_ranks_once_each(
     first: Run, head: dict[str, Any], worker: dict[str, Any]
 ) -> None:
