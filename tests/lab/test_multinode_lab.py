@@ -218,8 +218,12 @@ def test_killing_the_worker_engine_is_noticed_and_the_group_recovers(
         f"worker engine killed: group serving again after {healthy_at:.0f}s "
         f"(head restarts {starts_since(head, since)}, worker {starts_since(worker, since)})"
     )
-    # rank 0 noticed: it restarted too (a head alone cannot take the worker back)
+    # rank 0 restarted too (a head alone cannot take the worker back), and it was the
+    # group watchdog that did it: vLLM's head does not notice a lost remote engine
     assert starts_since(head, since) >= 1 and starts_since(worker, since) >= 1
+    watch = ssh_run(head, "journalctl -u llmfleet-group-watch -o cat --no-pager")
+    print(watch.splitlines()[-3:])
+    assert f"group broken: {worker['address']} gone" in watch
 
 
 def test_a_broken_release_reverts_both_members(
