@@ -37,7 +37,7 @@ from llmfleet.manifest import ReleaseManifest
 from llmfleet.unitfile import jinja_env
 
 from .facts import GroupLink, ServedModels
-from .health import SCRIPTS, Target, probe, probe_command
+from .health import SCRIPTS, Target, health_script, probe, probe_command
 from .release import activate_commands
 from .run import current_run, record
 
@@ -162,12 +162,7 @@ def group_health(
     running: bool,
 ) -> None:
     """Queue the three group steps on this member (see the module docstring)."""
-    script = files.put(
-        name="Health script",
-        src=str(SCRIPTS / "llmfleet-health.py"),
-        dest=HEALTH_SCRIPT,
-        mode="755",
-    )
+    script = health_script()
     # the script first: it gates the group's steps but restarts nothing (see _changed)
     current_run().group_changes.setdefault(group, {})[host.name] = [script, *changed]
     target, back = Target.of(manifest), Target.of(revert) if revert else None

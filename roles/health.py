@@ -100,6 +100,16 @@ def gate(
     raise RuntimeError(f"{failure}\n--- last journal lines of the failed release ---\n{tail}")
 
 
+def health_script() -> OperationMeta:
+    """The gate's script on the host (it also judges workers and serves the watchdog)."""
+    return files.put(
+        name="Health script",
+        src=str(SCRIPTS / "llmfleet-health.py"),
+        dest=HEALTH_SCRIPT,
+        mode="755",
+    )
+
+
 @deploy("Health")
 def health(
     target: Target,
@@ -108,12 +118,7 @@ def health(
     revert: Target | None = None,
     restart: bool | Callable[[], bool] = False,
 ) -> OperationMeta:
-    script = files.put(
-        name="Health script",
-        src=str(SCRIPTS / "llmfleet-health.py"),
-        dest=HEALTH_SCRIPT,
-        mode="755",
-    )
+    script = health_script()
     models = host.get_fact(ServedModels, port=target.port, key_env=target.key_env)
     if models is not None:
         record(host.name).health = {"ok": target.model in models, "probe": True, "models": models}
