@@ -405,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="hosts that can run docker containers, the lab's outside registry and engine "
         "image (docs/lab-docker.md)",
     )
+    up.add_argument(
+        "--monitor",
+        action="store_true",
+        help="the Debian mirror on every host (Prometheus, the node exporter) and a STAND-IN "
+        "accelerator exporter on the last host (docs/observability.md)",
+    )
     up.add_argument("--json", action="store_true")
     down = lsub.add_parser("down", help="stop and remove everything the lab made")
     down.add_argument("--purge", action="store_true", help="also drop the cached rootfs/wheels")

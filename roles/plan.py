@@ -19,6 +19,7 @@ from pyinfra.operations import server
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
 from llmfleet.hubapi import resolve_commit
+from llmfleet.monitorplan import MonitorPlan, Watched, monitor_plan
 from llmfleet.plan import image_key, pin_image, revision_key, serve_plan
 from llmfleet.render import Rendered
 from llmfleet.serveplan import ServePlan, WeightsPlan, weights_plan
@@ -212,6 +213,31 @@ def onboarding() -> OnboardPlan | None:
     recipe = catalog.recipe(plan.recipe) if plan.recipe else None
     assert plan.hardware is not None
     return OnboardPlan(catalog, catalog.hw(plan.hardware), recipe, plan.rendered, plan.settings)
+
+
+def monitoring() -> tuple[MonitorPlan, Watched] | None:
+    """The fleet's monitoring plan and this host's part in it, or None after queuing a
+    failing operation.  Planned once per run from every inventory host (Prometheus
+    watches the whole inventory, whatever ``--limit`` says)."""
+    run = current_run()
+    with run.lock:
+        if run.monitor is None:
+            catalog = load()
+            plans = [
+                plan_host(
+                    catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
+                )
+                for h in inventory
+            ]
+            run.monitor = monitor_plan(catalog, plans)
+    plan: MonitorPlan = run.monitor
+    problems = plan.problems_of(host.name)
+    mine = next((w for w in plan.watched if w.host == host.name), None)
+    if problems or mine is None:
+        fail_host("; ".join(str(p) for p in problems) or f"{host.name}: not planned")
+        return None
+    record(host.name).planned = True
+    return plan, mine
 
 
 def settings_only() -> Settings | None:

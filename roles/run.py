@@ -34,6 +34,8 @@ class Run:
     # peer host name -> True once a host that copies from it was prepared
     peer_needed: dict[str, bool] = field(default_factory=dict)
     title: str | None = None
+    # the fleet's monitoring plan (deploys/monitor.py), built once from every host's plan
+    monitor: Any = None
 
     def record(self, host_name: str) -> HostRecord:
         return self.records.setdefault(host_name, HostRecord())
