@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from rich.table import Table
 
+from . import cli_top
 from . import settings as schema
 from .catalog import Catalog, load
 from .cli_fleet import cmd_oncall, cmd_releases, cmd_rollout, cmd_status
@@ -382,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "releases":
             sp.add_argument("--json", action="store_true")
         sp.set_defaults(func=cmd_releases if name == "releases" else cmd_oncall)
+
+    cli_top.add_parser(sub)
 
     ro = sub.add_parser(
         "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"
