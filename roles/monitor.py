@@ -110,6 +110,7 @@ def _install(packages: list[str], what: str) -> list[OperationMeta]:
             name=f"{what} (Debian: {', '.join(missing)})",
             packages=missing,
             update=True,
+            cache_time=3600,  # the server host's second install needs no second update
             no_recommends=True,
         ),
         server.shell(
