@@ -177,6 +177,27 @@ def test_alerts_fire_as_promtool_evaluates_them(tmp_path: Path) -> None:
                         "series": 'DCGM_FI_DEV_XID_ERRORS{job="accelerator",host="lab2",gpu="0"}',
                         "values": "0 79",
                     },
+                    # 5 MB free where lab1's weights live; the lab recipe's are 10 MB
+                    {
+                        "series": 'node_filesystem_avail_bytes{job="node",host="lab1",'
+                        'instance="a:9100",mountpoint="/srv"}',
+                        "values": "5e6x60",
+                    },
+                    {
+                        "series": 'node_filesystem_avail_bytes{job="node",host="lab1",'
+                        'instance="a:9100",mountpoint="/"}',
+                        "values": "1e3x60",
+                    },
+                    {
+                        "series": 'llmfleet_weights_filesystem{job="node",host="lab1",'
+                        'instance="a:9100",mountpoint="/srv"}',
+                        "values": "1x60",
+                    },
+                    {
+                        "series": 'node_systemd_service_restart_total{job="node",host="lab2",'
+                        'name="llmfleet-serve.service"}',
+                        "values": "0 1 2 3 4 5",
+                    },
                 ],
                 "alert_rule_test": [
                     {"eval_time": "15s", "alertname": "EngineDown", "exp_alerts": []},
@@ -226,6 +247,44 @@ def test_alerts_fire_as_promtool_evaluates_them(tmp_path: Path) -> None:
                                 },
                                 "exp_annotations": {
                                     "summary": "lab2: GpuXidError (nvidia exporter)"
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "11m",
+                        "alertname": "WeightsDiskLow",
+                        "exp_alerts": [  # /srv only: the file system that holds hf_home
+                            {
+                                "exp_labels": {
+                                    "job": "node",
+                                    "host": "lab1",
+                                    "instance": "a:9100",
+                                    "mountpoint": "/srv",
+                                    "severity": "warning",
+                                    "rule": "node alert_disk_free_gb=0.01 for 10m",
+                                },
+                                "exp_annotations": {
+                                    "summary": "lab1: 4.768MiB free at /srv, too little for weights"
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "75s",
+                        "alertname": "UnitRestarting",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "job": "node",
+                                    "host": "lab2",
+                                    "name": "llmfleet-serve.service",
+                                    "severity": "critical",
+                                    "rule": "node alert_restarts_max=3",
+                                },
+                                "exp_annotations": {
+                                    "summary": "lab2: llmfleet-serve restarted 5 times in 15 "
+                                    "minutes"
                                 },
                             }
                         ],
