@@ -368,3 +368,18 @@ def test_top_queries_are_valid_promql(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "sglang:num_running_reqs" in queries["running"]
     assert "vllm:num_requests_running" in queries["running"]
+
+
+def test_the_stand_in_goes_on_a_monitor_labs_last_host_only(tmp_path: Path) -> None:
+    hosts = [{"name": "lab1"}, {"name": "lab2"}]
+    assert gpuexporter.exporter_host({"monitor": True, "hosts": hosts}) == "lab2"
+    assert gpuexporter.exporter_host({"monitor": False, "hosts": hosts}) is None
+    assert gpuexporter.exporter_host({"monitor": True, "hosts": hosts[:1]}) is None
+    host = {"name": "lab2", "root": str(tmp_path)}
+    gpuexporter.place(host, True)
+    wants = tmp_path / gpuexporter.WANTS.lstrip("/")
+    assert wants.is_symlink() and str(wants.readlink()) == gpuexporter.UNIT
+    assert "STAND-IN" in (tmp_path / gpuexporter.UNIT.lstrip("/")).read_text()
+    gpuexporter.place(host, False)  # a later `lab up` without --monitor takes it away
+    assert not wants.is_symlink()
+    assert not (tmp_path / gpuexporter.SCRIPT.lstrip("/")).exists()
