@@ -37,12 +37,7 @@ def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
     run = current_run()
     with run.lock:
         if run.plans is None:
-            plans = [
-                plan_host(
-                    catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
-                )
-                for h in inventory
-            ]
+            plans = _inventory_plans(catalog)
             check_fleet(plans)
             ready = [p for p in plans if p.ok and p.rendered]
             for key in {revision_key(p) for p in ready}:
@@ -51,6 +46,14 @@ def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
                 run.resolved[ikey] = _try(pin_image, *ikey)
             run.plans = {p.host: p for p in plans}
     return run.plans
+
+
+def _inventory_plans(catalog: Catalog) -> list[HostPlan]:
+    """Every inventory host parsed and planned (whatever --limit says)."""
+    return [
+        plan_host(catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name))
+        for h in inventory
+    ]
 
 
 def _try(resolve, *args):
@@ -223,13 +226,7 @@ def monitoring() -> tuple[MonitorPlan, Watched] | None:
     with run.lock:
         if run.monitor is None:
             catalog = load()
-            plans = [
-                plan_host(
-                    catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
-                )
-                for h in inventory
-            ]
-            run.monitor = monitor_plan(catalog, plans)
+            run.monitor = monitor_plan(catalog, _inventory_plans(catalog))
     plan: MonitorPlan = run.monitor
     problems = plan.problems_of(host.name)
     mine = next((w for w in plan.watched if w.host == host.name), None)
