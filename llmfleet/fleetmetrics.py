@@ -58,10 +58,12 @@ def parse(text: str) -> list[Sample]:
     ]
 
 
-def total(samples: Iterable[Sample], name: str, **labels: str) -> float | None:
-    """The sum of ``name``'s samples (matching ``labels``); None when there are none."""
+def total(samples: Iterable[Sample], metric: str, **labels: str) -> float | None:
+    """The sum of ``metric``'s samples (matching ``labels``); None when there are none."""
     found = [
-        v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in labels.items())
+        v
+        for n, lab, v in samples
+        if n == metric and all(lab.get(k) == w for k, w in labels.items())
     ]
     return sum(found) if found else None
 

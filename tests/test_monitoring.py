@@ -383,3 +383,64 @@ def test_the_stand_in_goes_on_a_monitor_labs_last_host_only(tmp_path: Path) -> N
     gpuexporter.place(host, False)  # a later `lab up` without --monitor takes it away
     assert not wants.is_symlink()
     assert not (tmp_path / gpuexporter.SCRIPT.lstrip("/")).exists()
+
+
+def test_restarts_are_the_server_units_only() -> None:
+    text = (
+        "# TYPE node_systemd_service_restart_total counter\n"
+        'node_systemd_service_restart_total{name="llmfleet-serve.service"} 2\n'
+        'node_systemd_service_restart_total{name="llmfleet-mirror.service"} 7\n'
+    )
+    assert fm.restarts(fm.parse(text)) == 2
+    assert fm.restarts([]) is None
+
+
+def test_top_scrapes_endpoints_directly() -> None:
+    """`top --source direct` against real HTTP endpoints on this machine: a recorded
+    vLLM /metrics (its token counter moving between the two scrapes) and a node
+    exporter's restart count."""
+    import http.server
+    import threading
+
+    vllm = FIXTURE.read_text()
+    tokens = {"n": 8.0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.server.server_port == engine.server_port:
+                body = vllm.replace(
+                    'vllm:generation_tokens_total{engine="0",model_name="tiny"} 8.0',
+                    f'vllm:generation_tokens_total{{engine="0",model_name="tiny"}} {tokens["n"]}',
+                )
+            else:
+                body = 'node_systemd_service_restart_total{name="llmfleet-serve.service"} 1\n'
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    engine = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    node = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    for srv in (engine, node):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        data = {
+            **LAB,
+            "port": engine.server_port,
+            "node_exporter_port": node.server_port,
+            "ssh_hostname": "127.0.0.1",
+        }
+        cat = load()
+        src = top.source(top.Fleet(cat, [plan_host(cat, "h1", data, "127.0.0.1")]), "direct")
+        assert src.name == "direct"
+        [first] = src.rows()
+        assert (first.up, first.running, first.restarts, first.error) == (True, 0, 1, None)
+        tokens["n"] = 1008.0
+        [row] = src.rows()
+        assert row.gen_tok_s is not None and row.gen_tok_s > 0
+        assert row.gpu_util_pct is None  # no accelerator exporter on a cpu host
+    finally:
+        for srv in (engine, node):
+            srv.shutdown()
