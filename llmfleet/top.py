@@ -30,7 +30,8 @@ from .catalog import Catalog
 from .monitorplan import ACCELERATOR, ENGINE, NODE, Watched, exporters, server_name, watched
 from .validate import HostPlan
 
-TIMEOUT = 3.0
+# per request: a loaded 2-core monitoring host can take seconds to answer
+TIMEOUT = 10.0
 FIELDS = (
     "running",
     "waiting",

@@ -152,7 +152,8 @@ def test_top_under_load(first: Run, lab_state: dict[str, Any]) -> None:
         _load(stop, f"{host['address']}:8000")
     try:
         time.sleep(20)  # a few scrapes with requests running: the rate needs two
-        for source, args in (("prometheus", ()), ("direct", ("--source", "direct"))):
+        for source in ("prometheus", "direct"):
+            args = ("--source", source)
             out = top(*args)
             assert out["source"] == source
             rows = {r["host"]: r for r in out["hosts"]}
