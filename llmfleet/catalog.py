@@ -109,6 +109,7 @@ ENGINE_KEYS = {
     "default_memory_fraction": float,
     "multinode": dict,
     "venv_launchers": list,
+    "metrics": dict,
 }
 ENGINE_OPTIONAL = {"id", "api_key_env", "install", "multinode_dp", "network_env"}
 MULTINODE_KEYS = {
@@ -119,6 +120,8 @@ MULTINODE_KEYS = {
     "master_port",
     "master_port_flag",
 }
+# what the engine's metrics table names (deploys/monitor.py, llmfleet top, the alert rules)
+METRICS_KEYS = {"path", "flags", "running", "waiting", "kv_cache", "ttft", "generation_tokens"}
 MULTINODE_DP_KEYS = {
     "size_local",
     "address",
@@ -165,6 +168,8 @@ def _check_engine(eid: str, doc: dict[str, Any]) -> None:
         raise CatalogError(f"{where}: parallel_flags needs exactly tp, dp and pp")
     if set(doc["multinode"]) != MULTINODE_KEYS:
         raise CatalogError(f"{where}: multinode needs exactly {sorted(MULTINODE_KEYS)}")
+    if set(doc["metrics"]) != METRICS_KEYS or not isinstance(doc["metrics"]["flags"], list):
+        raise CatalogError(f"{where}: metrics needs exactly {sorted(METRICS_KEYS)} (flags: a list)")
     dp = doc.get("multinode_dp")
     if dp is not None and (not isinstance(dp, dict) or set(dp) != MULTINODE_DP_KEYS):
         raise CatalogError(f"{where}: multinode_dp needs exactly {sorted(MULTINODE_DP_KEYS)}")

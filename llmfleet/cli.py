@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from rich.table import Table
 
+from . import cli_top
 from . import settings as schema
 from .catalog import Catalog, load
 from .cli_fleet import cmd_oncall, cmd_releases, cmd_rollout, cmd_status
@@ -383,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true")
         sp.set_defaults(func=cmd_releases if name == "releases" else cmd_oncall)
 
+    cli_top.add_parser(sub)
+
     ro = sub.add_parser(
         "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"
     )
@@ -404,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hosts that can run docker containers, the lab's outside registry and engine "
         "image (docs/lab-docker.md)",
+    )
+    up.add_argument(
+        "--monitor",
+        action="store_true",
+        help="the Debian mirror on every host (Prometheus, the node exporter) and a STAND-IN "
+        "accelerator exporter on the last host (docs/observability.md)",
     )
     up.add_argument("--json", action="store_true")
     down = lsub.add_parser("down", help="stop and remove everything the lab made")

@@ -24,7 +24,7 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
     from .lab import lab
 
     if a.lab_cmd == "up":
-        state = lab.up(hosts=a.hosts, docker=a.docker)
+        state = lab.up(hosts=a.hosts, docker=a.docker, monitor=a.monitor)
         if a.json:
             print_json(state)
             return 0
@@ -39,12 +39,19 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
                 f"{services.get('image')}@{services.get('image_digest')}",
                 highlight=False,
             )
-        nxt = (
-            "pyinfra inventories/lab_docker.py deploys/registry.py --limit lab1\n"
-            "      pyinfra inventories/lab_docker.py deploys/serve.py"
-            if a.docker
-            else "pyinfra inventories/lab.py deploys/serve.py"
-        )
+        if a.docker:
+            nxt = (
+                "pyinfra inventories/lab_docker.py deploys/registry.py --limit lab1\n"
+                "      pyinfra inventories/lab_docker.py deploys/serve.py"
+            )
+        elif a.monitor:
+            nxt = (
+                "pyinfra inventories/lab_monitor.py deploys/serve.py\n"
+                "      pyinfra inventories/lab_monitor.py deploys/monitor.py\n"
+                "      llmfleet top inventories/lab_monitor.py"
+            )
+        else:
+            nxt = "pyinfra inventories/lab.py deploys/serve.py"
         console.print(
             f"SSH: ssh -F {state['ssh_config']} {state['hosts'][0]['name']}\nnext: {nxt}",
             highlight=False,

@@ -212,6 +212,10 @@ def render(
     for oid, raw in dep.overlays.items():
         flags = apply_overlay(flags, env, catalog.overlay(oid), raw, recipe, hw, host)
     flags = apply_overrides(flags, dep.flags)
+    if dep.monitoring:  # the engine serves its metrics only with these (SGLang)
+        for name in table["metrics"]["flags"]:
+            if argmod.find(flags, [name]) is None:
+                flags = argmod.set_flag(flags, name, [])
     env.update(dep.env)
     values = {**asdict(dep)}
     env = {k: _fill(v, values, host, f"{k} in recipe {recipe.id}") for k, v in env.items()}

@@ -47,7 +47,7 @@ PREFIXES = {
 HUB_REQUIREMENT = "huggingface_hub>=0.34"
 
 # deploys, as named in the table
-SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY = (
+SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY, MONITOR = (
     "serve",
     "weights",
     "rollback",
@@ -55,6 +55,7 @@ SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY = (
     "preflight",
     "mirror",
     "registry",
+    "monitor",
 )
 # "plan": the key shapes the rendered command/unit, so `recipes render --set` takes it too
 RENDER_KEY = "plan"
@@ -288,6 +289,80 @@ class Settings:
         None, "Hub the mirror caches (default hf_endpoint, else huggingface.co)", MIRROR
     )
     mirror_cache_size: str = key("2TB", "olah cache size limit", MIRROR)
+    # --- monitoring (deploys/monitor.py, llmfleet top; docs/observability.md)
+    monitoring: bool = key(
+        False,
+        "engines serve Prometheus metrics (SGLang gets --enable-metrics); deploys/monitor.py "
+        "needs it on SGLang hosts",
+        (*RENDER, MONITOR),
+    )
+    monitor_host: str | None = key(
+        None,
+        "inventory host running Prometheus and Alertmanager for the fleet (default: the "
+        "inventory's first host); set it in group data",
+        MONITOR,
+    )
+    prometheus_port: int = key(9090, "Prometheus port", MONITOR, minimum=1, maximum=65535)
+    alertmanager_port: int = key(9093, "Alertmanager port", MONITOR, minimum=1, maximum=65535)
+    node_exporter_port: int = key(
+        9100, "node exporter port (every host)", MONITOR, minimum=1, maximum=65535
+    )
+    scrape_interval: int = key(
+        15, "seconds between scrapes (and rule evaluations)", MONITOR, minimum=1, maximum=3600
+    )
+    prometheus_retention: str = key("15d", "how long Prometheus keeps samples", MONITOR)
+    alert_webhook_url: str | None = key(
+        None, "where Alertmanager posts firing alerts (a webhook); default: nowhere", MONITOR
+    )
+    accelerator_exporter: str | None = key(
+        None,
+        "accelerator exporter Prometheus scrapes here: an id of files/monitoring/exporters.yaml "
+        "(default the hardware's vendor; none: no exporter)",
+        MONITOR,
+    )
+    router_metrics_port: int | None = key(
+        None,
+        "this host runs the fleet's router: Prometheus scrapes its metrics at this port "
+        "(smg: 29000)",
+        MONITOR,
+        minimum=1,
+        maximum=65535,
+    )
+    alert_engine_down_for: int = key(
+        60, "seconds an engine's /metrics is down before EngineDown fires", MONITOR, minimum=0
+    )
+    alert_restarts_max: int = key(
+        3, "server unit restarts in 15 minutes before UnitRestarting fires", MONITOR, minimum=0
+    )
+    alert_kv_cache_max: float = key(
+        0.95, "KV-cache use (0..1) above which KvCacheFull fires", MONITOR, minimum=0, maximum=1
+    )
+    alert_kv_cache_for: int = key(
+        300, "seconds the KV cache stays above alert_kv_cache_max", MONITOR, minimum=0
+    )
+    alert_waiting_max: int = key(
+        50, "requests waiting above which RequestsWaiting fires", MONITOR, minimum=0
+    )
+    alert_waiting_for: int = key(
+        300, "seconds the queue stays above alert_waiting_max", MONITOR, minimum=0
+    )
+    alert_ttft_p99_s: float | None = key(
+        None,
+        "p99 time to first token (s) above which TtftP99High fires (default: the recipe's "
+        "benchmark p99, else 30)",
+        MONITOR,
+        minimum=0,
+    )
+    alert_disk_free_gb: float | None = key(
+        None,
+        "free GB at hf_home below which WeightsDiskLow fires (default: one more copy of the "
+        "recipe's weights, for the next revision)",
+        MONITOR,
+        minimum=0,
+    )
+    alert_gpu_temp_max: float = key(
+        85, "accelerator temperature (C) above which GpuHot fires", MONITOR, minimum=0
+    )
     # --- onboarding: accelerator stack and tuning
     accelerator_stack: str | None = key(
         None,

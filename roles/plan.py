@@ -20,6 +20,7 @@ from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
 from llmfleet.grouplife import missing_members
 from llmfleet.hubapi import resolve_commit
+from llmfleet.monitorplan import MonitorPlan, Watched, monitor_plan
 from llmfleet.multinode import node_ip
 from llmfleet.plan import image_key, pin_image, revision_key, serve_plan
 from llmfleet.render import Rendered
@@ -40,12 +41,7 @@ def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
     run = current_run()
     with run.lock:
         if run.plans is None:
-            plans = [
-                plan_host(
-                    catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name)
-                )
-                for h in inventory
-            ]
+            plans = _inventory_plans(catalog)
             check_fleet(plans)
             ready = [p for p in plans if p.ok and p.rendered]
             for key in {revision_key(p) for p in ready}:
@@ -54,6 +50,14 @@ def _fleet(catalog: Catalog) -> dict[str, HostPlan]:
                 run.resolved[ikey] = _try(pin_image, *ikey)
             run.plans = {p.host: p for p in plans}
     return run.plans
+
+
+def _inventory_plans(catalog: Catalog) -> list[HostPlan]:
+    """Every inventory host parsed and planned (whatever --limit says)."""
+    return [
+        plan_host(catalog, h.name, dict(h.data.dict()), str(h.data.get("ssh_hostname") or h.name))
+        for h in inventory
+    ]
 
 
 def _try(resolve, *args):
@@ -245,6 +249,25 @@ def onboarding() -> OnboardPlan | None:
     recipe = catalog.recipe(plan.recipe) if plan.recipe else None
     assert plan.hardware is not None
     return OnboardPlan(catalog, catalog.hw(plan.hardware), recipe, plan.rendered, plan.settings)
+
+
+def monitoring() -> tuple[MonitorPlan, Watched] | None:
+    """The fleet's monitoring plan and this host's part in it, or None after queuing a
+    failing operation.  Planned once per run from every inventory host (Prometheus
+    watches the whole inventory, whatever ``--limit`` says)."""
+    run = current_run()
+    with run.lock:
+        if run.monitor is None:
+            catalog = load()
+            run.monitor = monitor_plan(catalog, _inventory_plans(catalog))
+    plan: MonitorPlan = run.monitor
+    problems = plan.problems_of(host.name)
+    mine = next((w for w in plan.watched if w.host == host.name), None)
+    if problems or mine is None:
+        fail_host("; ".join(str(p) for p in problems) or f"{host.name}: not planned")
+        return None
+    record(host.name).planned = True
+    return plan, mine
 
 
 def settings_only() -> Settings | None:

@@ -32,6 +32,8 @@ from llmfleet.plan import image_key, pin_image
 from llmfleet.unitfile import jinja_env
 from llmfleet.validate import plan_host
 
+from .ready import wait_answers
+
 PACKAGE = "docker-registry"
 UNIT = "docker-registry.service"
 CONFIG = "/etc/docker/registry/config.yml"
@@ -51,18 +53,7 @@ def config_text(*, upstream: str, port: int, storage: str = STORAGE) -> str:
 
 def _wait_ready(port: int, timeout: int = 60) -> None:
     """The registry answers its API root (``/v2/``) or the deploy says why not."""
-    probe = "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=3)"
-    url = f"http://127.0.0.1:{int(port)}/v2/"
-    ok, out = host.run_shell_command(
-        f"for i in $(seq {int(timeout)}); do python3 -c {shlex.quote(probe)} {url} "
-        f"2>/dev/null && exit 0; sleep 1; done; journalctl -u {UNIT} -n 30 --no-pager -o cat; "
-        "exit 1"
-    )
-    if not ok:
-        raise RuntimeError(
-            f"{host.name}: the site registry did not answer on port {port} within "
-            f"{timeout}s:\n{out.stdout}"
-        )
+    wait_answers(f"http://127.0.0.1:{int(port)}/v2/", UNIT, "the site registry", timeout)
 
 
 def fleet_images(port: int) -> set[tuple[ImageRef, frozenset[str]]]:

@@ -38,6 +38,8 @@ class Run:
     group_results: dict[str, dict[str, dict]] = field(default_factory=dict)
     # serving group -> member -> the operations whose change restarts the whole group
     group_changes: dict[str, dict[str, list]] = field(default_factory=dict)
+    # the fleet's monitoring plan (deploys/monitor.py), built once from every host's plan
+    monitor: Any = None
 
     def record(self, host_name: str) -> HostRecord:
         return self.records.setdefault(host_name, HostRecord())

@@ -4,7 +4,9 @@
 # iproute2 makes the bridge/netns/veths, openssh-client reaches the hosts,
 # gnupg signs the stand-in vendor apt repositories (dpkg-deb, from dpkg, builds
 # their packages) and the lab's Debian mirror; `lab up --docker` builds the engine
-# image with buildah and serves it from a docker-registry "outside" the lab site.
+# image with buildah and serves it from a docker-registry "outside" the lab site;
+# prometheus brings promtool, which the tests use to check and unit-test the alert
+# rules and configs the monitor deploy writes (its own daemon is not wanted here).
 # Idempotent and quiet: installs only what is missing, as root, with apt-get
 # (so it uses whatever mirror/proxy this machine's apt is configured with).
 set -euo pipefail
@@ -21,6 +23,7 @@ packages=(
   gnupg
   buildah
   docker-registry
+  prometheus
 )
 
 missing=()
@@ -52,4 +55,13 @@ echo "lab-prereqs: installed ${missing[*]}"
 # package's own service (all addresses, port 5000) is not wanted on the control machine.
 if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi
+# Likewise Prometheus: only promtool is wanted on the control machine.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    service prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
 fi

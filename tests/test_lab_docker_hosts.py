@@ -33,7 +33,14 @@ def test_a_docker_host_gets_what_dockerd_and_runc_need() -> None:
 
 def test_the_lab_mirror_holds_the_fleets_docker_pin() -> None:
     doc = runtime_doc()
-    assert debmirror.wanted() == [f"docker.io={doc['versions']['debian12']}", "docker-registry"]
+    assert debmirror.wanted() == [
+        f"docker.io={doc['versions']['debian12']}",
+        "docker-registry",
+        # the monitor deploy's packages (roles/monitor.py installs these names)
+        "prometheus-node-exporter",
+        "prometheus",
+        "prometheus-alertmanager",
+    ]
     files = debmirror.host_files("http://10.213.0.1:8091/debian", "KEY\n")
     assert files[debmirror.KEYRING] == "KEY\n"
     assert "URIs: http://10.213.0.1:8091/debian\n" in files[debmirror.SOURCES]

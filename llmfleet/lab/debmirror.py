@@ -1,18 +1,20 @@
-"""The lab's Debian mirror: the real Debian packages the docker path installs on lab hosts.
+"""The lab's Debian mirror: the real Debian packages the lab's deploys install on lab hosts.
 
 Lab hosts have no route to a Debian mirror.  The venv path's one OS package
 (libnuma1) is baked into the base rootfs; the docker path's are not, because
 installing them *is* what the deploy does there: the container-engine role
 (``roles/container.py``) installs ``docker.io`` at its pin and holds it, the
 site-registry role (``roles/registry.py``) installs ``docker-registry``, both
-with apt.  So ``llmfleet lab up --docker`` makes a partial mirror of this
+with apt; so does the monitor deploy (``roles/monitor.py``: Debian's node
+exporter, Prometheus and Alertmanager).  So ``llmfleet lab up --docker`` (or
+``--monitor``) makes a partial mirror of this
 machine's own Debian archive: those packages plus what they need beyond the
 base rootfs (apt resolves that against the base's dpkg status), fetched with
 ``apt-get download`` once and kept in the lab cache, indexed like a Debian
 archive (``dists/bookworm/main/binary-amd64/Packages``), signed with the lab's
-repository key, and served beside the wheels.  Docker lab hosts get it as an
-apt source; other lab hosts are not touched (their rootfs, apt sources and
-boot stay what they were).
+repository key, and served beside the wheels.  Docker lab hosts (every host of
+a ``--monitor`` lab) get it as an apt source; other lab hosts are not touched
+(their rootfs, apt sources and boot stay what they were).
 
 Nothing here is a stand-in (compare :mod:`llmfleet.lab.vendor`): the packages
 are Debian's own, byte for byte, at the versions this machine's apt offers.
@@ -29,6 +31,7 @@ import subprocess
 from pathlib import Path
 
 from ..containers import runtime_doc
+from ..monitorplan import PACKAGES as MONITOR_PACKAGES
 from .rootfs import SUITE
 from .state import LabError
 from .vendor import Signer, _packages_index
@@ -43,11 +46,13 @@ REGISTRY_PACKAGE = "docker-registry"
 
 
 def wanted(distro: str = "debian12") -> list[str]:
-    """What the docker path installs: docker.io at the pin of files/runtimes/docker.yaml
-    (the same pin the role installs) and the site registry's package."""
+    """What the lab's deploys install from Debian: docker.io at the pin of
+    files/runtimes/docker.yaml (the same pin the role installs), the site registry's
+    package, and the monitor deploy's packages."""
     doc = runtime_doc()
     pin = doc.get("versions", {}).get(distro)
-    return [f"{doc['package']}={pin}" if pin else doc["package"], REGISTRY_PACKAGE]
+    docker = f"{doc['package']}={pin}" if pin else doc["package"]
+    return [docker, REGISTRY_PACKAGE, *MONITOR_PACKAGES]
 
 
 def resolve(base: Path, packages: list[str]) -> list[tuple[str, str]]:
@@ -110,7 +115,7 @@ def _release(index: str, text: str) -> str:
     data = text.encode()
     return (
         "Origin: llmfleet lab Debian mirror\n"
-        "Label: Debian (partial: what the lab's docker path installs)\n"
+        "Label: Debian (partial: what the lab's deploys install)\n"
         f"Suite: {SUITE}\nCodename: {SUITE}\nComponents: main\nArchitectures: amd64\n"
         f"Date: {email.utils.formatdate(usegmt=True)}\n"
         f"SHA256:\n {hashlib.sha256(data).hexdigest()} {len(data)} {index}\n"

@@ -90,3 +90,21 @@ def multinode_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict
         raise RuntimeError("the multi-node lab needs 2 hosts: `llmfleet lab up --hosts 2`")
     group = {"recipe": MULTINODE_RECIPE, "serve_group": MULTINODE_GROUP}
     return [(name, {**data, **group}) for name, data in hosts[:2]]
+
+
+def monitor_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The lab hosts of ``llmfleet lab up --monitor``: the first runs Prometheus and
+    Alertmanager (``deploys/monitor.py``), every host serves with its metrics on, and
+    the host with the STAND-IN accelerator exporter is scraped as an NVIDIA host."""
+    from .gpuexporter import VENDOR, exporter_host
+
+    state = state if state is not None else load_state()
+    hosts = lab_hosts(state)
+    if not (state or {}).get("monitor"):
+        raise RuntimeError("the lab was not started for monitoring: `llmfleet lab up --monitor`")
+    stand_in = exporter_host(state or {})
+    common = {"monitoring": True, "monitor_host": hosts[0][0]}
+    return [
+        (name, {**data, **common, **({"accelerator_exporter": VENDOR} if name == stand_in else {})})
+        for name, data in hosts
+    ]

@@ -44,6 +44,7 @@ def up(
     proc_sys_writable: bool | Collection[str] = True,
     boot_timeout: float = lab_hosts.BOOT_TIMEOUT,
     docker: bool | Collection[str] = False,
+    monitor: bool = False,
 ) -> dict[str, Any]:
     """Bring up ``hosts`` lab hosts (lab1..labN) and the side services; return the state.
 
@@ -52,6 +53,9 @@ def up(
     ``docker``: likewise, the hosts started so that docker can run containers
     in them (docs/lab-docker.md); with any, the side services also get the lab's
     Debian mirror, the outside registry and the engine image in it.
+    ``monitor``: every host gets the Debian mirror (the monitor deploy installs
+    Prometheus and the node exporter from it) and the last host, when there are two
+    or more, a STAND-IN accelerator exporter (:mod:`llmfleet.lab.gpuexporter`).
     Hosts beyond N from an earlier ``up`` are removed."""
     if hosts < 1:
         raise LabError(f"lab up: need at least one host, got {hosts}")
@@ -61,6 +65,7 @@ def up(
         state = load_state() or _new_state(base)
         network.ensure_bridge()
         _remove_extra_hosts(state, hosts)
+        state["monitor"] = monitor
         state["hosts"] = [
             _plan_host(state, i, _writable(proc_sys_writable, i), _writable(docker, i))
             for i in range(1, hosts + 1)
@@ -71,7 +76,10 @@ def up(
         save_state(state)
         from . import services
 
-        if any(h["want_docker"] for h in state["hosts"]):
+        docker_hosts = any(h["want_docker"] for h in state["hosts"])
+        if docker_hosts or monitor:
+            services.start_debian_mirror(state)
+        if docker_hosts:
             services.start_docker(state)
         else:
             services.stop_docker(state)
@@ -207,7 +215,7 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
         same = host["proc_sys_writable"] == wanted and bool(host.get("docker")) == docker
         if network.host_net_ok(name, address) and same:
             lab_hosts.personalise_root(host, state["hosts"], pubkey)  # refresh /etc/hosts
-            _docker_files(state, host)
+            _lab_files(state, host)
             return False
         lab_hosts.stop(host)
     lab_hosts.kill_leftovers(name, subtree=lab_hosts.subtree_of(host))
@@ -216,20 +224,23 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
     network.ensure_host_net(name, address)
     lab_hosts.ensure_root(host, base)
     lab_hosts.personalise_root(host, state["hosts"], pubkey)
-    _docker_files(state, host)
+    _lab_files(state, host)
     lab_hosts.launch(host)
     save_state(state)
     return True
 
 
-def _docker_files(state: dict[str, Any], host: dict[str, Any]) -> None:
-    """A docker host's apt source for the lab's Debian mirror; gone from the others."""
-    from . import debmirror, services
+def _lab_files(state: dict[str, Any], host: dict[str, Any]) -> None:
+    """The apt source for the lab's Debian mirror on docker hosts (every host of a
+    monitor lab), gone from the others; a monitor lab's STAND-IN accelerator exporter
+    on its exporter host, gone from the others."""
+    from . import debmirror, gpuexporter, services
 
-    if host.get("docker"):
-        lab_hosts.write_files(host, services.docker_host_files(state))
+    if host.get("docker") or state.get("monitor"):
+        lab_hosts.write_files(host, services.debian_host_files(state))
     else:
         lab_hosts.write_files(host, {}, gone=(debmirror.SOURCES, debmirror.KEYRING))
+    gpuexporter.place(host, gpuexporter.exporter_host(state) == host["name"])
 
 
 def _remove_extra_hosts(state: dict[str, Any], count: int) -> None:

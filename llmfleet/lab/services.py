@@ -121,27 +121,33 @@ def start(state: dict[str, Any]) -> None:
     )
 
 
-def start_docker(state: dict[str, Any]) -> None:
-    """What ``lab up --docker`` adds (after :func:`start`): the lab's Debian mirror of
-    docker.io and docker-registry (:mod:`llmfleet.lab.debmirror`), the registry
-    "outside" the lab site on the gateway, and the engine image built (cached) and
-    pushed to it (:mod:`llmfleet.lab.images`); recorded in ``state["services"]``."""
-    host = bind_host(state)
-    wh_root = cache_dir() / "wheelhouse"
+def start_debian_mirror(state: dict[str, Any]) -> None:
+    """The lab's Debian mirror (:mod:`llmfleet.lab.debmirror`): what ``lab up --docker``
+    and ``--monitor`` hosts install with apt; recorded in ``state["services"]``."""
     services = state.setdefault("services", {})
     debmirror.build(
-        wh_root / debmirror.DIR,
+        cache_dir() / "wheelhouse" / debmirror.DIR,
         cache_dir() / "debian-debs",
         base_path(),
         vendor.Signer(cache_dir() / "vendor-gnupg"),
     )
+    services["debian_mirror_url"] = f"{services['wheelhouse_base_url']}/{debmirror.DIR}"
+
+
+def start_docker(state: dict[str, Any]) -> None:
+    """What ``lab up --docker`` adds (after :func:`start` and
+    :func:`start_debian_mirror`): the registry "outside" the lab site on the gateway,
+    and the engine image built (cached) and pushed to it (:mod:`llmfleet.lab.images`);
+    recorded in ``state["services"]``."""
+    host = bind_host(state)
+    wh_root = cache_dir() / "wheelhouse"
+    services = state.setdefault("services", {})
     registry = images.start_registry(
         run_dir(), cache_dir(), host, _port("LLMFLEET_LAB_REGISTRY_PORT", images.OUTSIDE_PORT)
     )
     published = images.publish(cache_dir(), base_path(), wh_root, registry)
     services.update(
         {
-            "debian_mirror_url": f"{services['wheelhouse_base_url']}/{debmirror.DIR}",
             "registry": registry,
             "registry_url": f"http://{registry}",
             "image": published["image"],
@@ -151,8 +157,8 @@ def start_docker(state: dict[str, Any]) -> None:
     )
 
 
-def docker_host_files(state: dict[str, Any]) -> dict[str, str]:
-    """The files a docker lab host gets (its apt source for the lab's Debian mirror)."""
+def debian_host_files(state: dict[str, Any]) -> dict[str, str]:
+    """A lab host's apt source for the lab's Debian mirror (docker and monitor labs)."""
     url = state["services"]["debian_mirror_url"]
     key = (cache_dir() / "wheelhouse" / debmirror.DIR / debmirror.KEY_FILE).read_text()
     return debmirror.host_files(url, key)

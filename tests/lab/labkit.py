@@ -17,13 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def fresh_lab(n: int, docker: bool = False) -> Iterator[dict[str, Any]]:
+def fresh_lab(n: int, docker: bool = False, monitor: bool = False) -> Iterator[dict[str, Any]]:
     """An ``n``-host lab from clean hosts (whatever was left running), always taken down;
-    ``docker``: hosts that run docker, the outside registry and the engine image."""
+    ``docker``: hosts that run docker, the outside registry and the engine image;
+    ``monitor``: the Debian mirror on every host and a STAND-IN accelerator exporter."""
     assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
     try:
         lab.down()
-        yield lab.up(hosts=n, docker=docker)
+        yield lab.up(hosts=n, docker=docker, monitor=monitor)
     finally:
         lab.down()
 
