@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .drain import BatchDrain
 from .errors import LlmfleetError
 from .outcome import GOOD, Status
 
@@ -57,21 +58,33 @@ Runner = Callable[[list[str]], dict[str, dict]]
 
 
 def roll(
-    hosts: list[str], size: str, max_fail: str, run: Runner, say: Callable[[str], None] = print
+    hosts: list[str],
+    size: str,
+    max_fail: str,
+    run: Runner,
+    say: Callable[[str], None] = print,
+    drain: BatchDrain | None = None,
 ) -> Rollout:
-    """Run ``run(batch)`` batch by batch; stop when failures exceed the threshold."""
+    """Run ``run(batch)`` batch by batch; stop when failures exceed the threshold.
+    With ``drain``, each batch leaves the router(s) first and the hosts that passed go
+    back in after it (``llmfleet/drain.py``); a host that failed stays out."""
     out = Rollout()
     limit = fail_limit(len(hosts), max_fail)
     plan = batches(hosts, size)
     for i, batch in enumerate(plan, 1):
         say(f"batch {i}/{len(plan)}: {', '.join(batch)}")
+        if drain:
+            drain.before(batch)
         results = run(batch)
+        ok: dict[str, bool] = {}
         for h in batch:
             status = results.get(h, {}).get("status", Status.FAILED.value)
-            if status in {s.value for s in GOOD}:
-                out.done.append(h)
-            else:
+            ok[h] = status in {s.value for s in GOOD}
+            if not ok[h]:
                 out.failed[h] = f"{status}: {results.get(h, {}).get('detail', 'no result')}"
+        not_back = drain.after(ok) if drain else {}
+        out.failed.update(not_back)
+        out.done += [h for h in batch if ok[h] and h not in not_back]
         if len(out.failed) > limit:
             out.stopped = True
             out.skipped = [h for b in plan[i:] for h in b]

@@ -34,6 +34,8 @@ class Run:
     # peer host name -> True once a host that copies from it was prepared
     peer_needed: dict[str, bool] = field(default_factory=dict)
     title: str | None = None
+    # the fleet as the router deploy plans it (llmfleet.router.fleet_plans), once per run
+    router_plans: list[Any] | None = None
 
     def record(self, host_name: str) -> HostRecord:
         return self.records.setdefault(host_name, HostRecord())
