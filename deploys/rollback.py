@@ -7,7 +7,9 @@
 The release's unit and environment file go back in place and the server is
 restarted; its engine venv and weight snapshot are still on the host (they
 are shared by path, never deleted with a release).  If it does not become
-healthy, the release that was running comes back and the host fails.
+healthy, the release that was running comes back and the host fails.  With a
+router in the inventory the host leaves it first, its in-flight requests are
+drained (``drain_timeout``), and it goes back in only once healthy.
 """
 
 from pyinfra import host
@@ -20,6 +22,7 @@ from llmfleet.manifest import ReleaseManifest
 from llmfleet.settings import Settings
 from roles import summary
 from roles.container import ContainerState
+from roles.drain import back_in, drained
 from roles.health import Target, gate
 from roles.plan import fail_host, settings_only
 from roles.release import Releases, activate_commands, promote
@@ -56,6 +59,7 @@ def rollback(s: Settings) -> None:
         )
         return
     cur = state.releases.get(current) if current else None
+    drain = drained(s)  # out of the fleet's router while it restarts (none: no router)
     server.shell(
         name=f"Switch to release {target}", commands=[" && ".join(activate_commands(target))]
     )
@@ -66,6 +70,7 @@ def rollback(s: Settings) -> None:
         timeout=s.health_timeout,
         revert=Target.of(cur) if cur else None,
     )
+    back_in(drain)
     promote(target, s.release_keep, current)
 
 

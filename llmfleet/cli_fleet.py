@@ -142,10 +142,28 @@ def cmd_oncall(cat: Catalog, a: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _serving(cat: Catalog, a: argparse.Namespace) -> tuple[list[str], list]:
+    """The hosts a rollout deploys (router-only hosts serve nothing) and the fleet's plans
+    with the rollout's ``--data`` applied, for the drain (``llmfleet/router.py``)."""
+    from .router import fleet_plans
+
+    data = dict(kv.partition("=")[::2] for kv in (a.data or []))
+    plans = fleet_plans([(n, {**d, **data}) for n, d in _fleet(a.inventory)], cat)
+    wanted = {n for n, _ in _fleet(a.inventory, a.limit)} if a.limit else None
+    hosts = [
+        p.host
+        for p in plans
+        if not (p.settings.router and not p.settings.recipe)
+        and (wanted is None or p.host in wanted)
+    ]
+    return hosts, plans
+
+
 def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
     from . import rollout
+    from .router import fleet_drain
 
-    hosts = [name for name, _ in _fleet(a.inventory, a.limit)]
+    hosts, plans = _serving(cat, a)
     extra = [x for kv in (a.data or []) for x in ("--data", kv)]
     if a.dry:  # what would change per host, with diffs of unit and env file; nothing runs
         argv = [
@@ -161,7 +179,9 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
         ]
         return subprocess.run(argv, check=False).returncode
     run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
-    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=lambda m: console.rule(m))
+    say = lambda m: console.rule(m)  # noqa: E731
+    drain = None if a.no_drain else fleet_drain(plans, say=lambda m: console.print(f"[cyan]{m}"))
+    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=say, drain=drain)
     table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
     for col in ("host", "result"):
         table.add_column(col, overflow="fold")

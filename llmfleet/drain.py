@@ -178,7 +178,10 @@ class Drainer:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
-    def take_out(self, host: str, url: str) -> DrainReport:
+    def take_out(self, host: str, url: str, timeout: float | None = None) -> DrainReport:
+        """Out of every router; then wait (``timeout``, default the drainer's) until the
+        server has nothing in flight."""
+        bound = self.timeout if timeout is None else timeout
         for router in self.routers:
             found = router.find(url)
             if found is not None and found.status != "draining":
@@ -189,9 +192,9 @@ class Drainer:
             left = inflight(self.http, url)
             waited = self.clock() - start
             report.seconds, report.left = waited, left
-            if left == 0 or (left is None and waited >= min(UNKNOWN_GRACE_S, self.timeout)):
+            if left == 0 or (left is None and waited >= min(UNKNOWN_GRACE_S, bound)):
                 return report
-            if waited >= self.timeout:
+            if waited >= bound:
                 report.timed_out = True
                 return report
             self.sleep(self.poll)
@@ -228,6 +231,7 @@ class BatchDrain:
     drainer: Drainer
     urls: dict[str, str]
     say: Callable[[str], None] = print
+    timeouts: dict[str, float] = field(default_factory=dict)  # host -> its drain_timeout
     out: set[str] = field(default_factory=set)
 
     def _targets(self, hosts: list[str]) -> dict[str, str]:
@@ -235,7 +239,7 @@ class BatchDrain:
 
     def before(self, hosts: list[str]) -> None:
         for url, host in self._targets(hosts).items():
-            self.say(self.drainer.take_out(host, url).line())
+            self.say(self.drainer.take_out(host, url, self.timeouts.get(host)).line())
             self.out.add(url)
 
     def after(self, ok: dict[str, bool]) -> dict[str, str]:

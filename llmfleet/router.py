@@ -312,3 +312,19 @@ def member_urls(plans: list[Any]) -> dict[str, str]:
         if p.group is not None and p.group.name in by_group:
             out[p.host] = by_group[p.group.name]
     return out
+
+
+def fleet_drain(plans: list[Any], say: Any = print, http: Any = None) -> Any:
+    """The rollout's ``drain.BatchDrain`` for this fleet, or None when it has no router."""
+    from .drain import BatchDrain, Drainer, requests_http
+
+    routers = admins(plans, http)
+    if not routers:
+        return None
+    http = http or requests_http()
+    return BatchDrain(
+        Drainer(routers, http=http),
+        member_urls(plans),
+        say=say,
+        timeouts={p.host: float(p.settings.drain_timeout) for p in plans},
+    )

@@ -60,7 +60,7 @@ print("router up; readiness: " + body.decode())
 """
 
 
-def _fleet() -> list:
+def fleet() -> list:
     """Every inventory host planned once per run (no Hub or registry lookups)."""
     run = current_run()
     with run.lock:
@@ -73,7 +73,7 @@ def _fleet() -> list:
 
 def current_router(s: Settings) -> RouterPlan | None:
     """This host's router plan; None (after failing the host, when it is wrong)."""
-    plans = _fleet()
+    plans = fleet()
     workers, left = router_workers(plans)
     for problem in left:
         print(f"[{host.name}] warning: {problem}")
