@@ -49,21 +49,67 @@ def _uptime(seconds: int | None) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
+def _router_cell(view: dict) -> str:
+    """One server's place in each router: in and healthy, in but unhealthy, or out."""
+    if not view:
+        return "-"
+    cells = []
+    for name, w in view.items():
+        text = "out" if not w["in"] else "in, healthy" if w["healthy"] else "in, unhealthy"
+        colour = "green" if w["in"] and w["healthy"] else "red" if w["in"] else "yellow"
+        cells.append(f"[{colour}]{text}[/{colour}]" + (f" ({name})" if len(view) > 1 else ""))
+    return ", ".join(cells)
+
+
+def _router_table(routers: list[dict]) -> Table:
+    table = Table(title="router")
+    for col in ("router", "server", "url", "in router", "health", "in flight"):
+        table.add_column(col, overflow="fold")
+    for r in routers:
+        if r["error"]:
+            table.add_row(r["router"], "-", r["url"], "-", f"[red]{r['error']}[/red]", "-")
+            continue
+        for w in r["workers"]:
+            health = "-" if w["healthy"] is None else "healthy" if w["healthy"] else "unhealthy"
+            table.add_row(
+                r["router"],
+                w["host"] or "[yellow](not in the inventory)[/yellow]",
+                w["url"],
+                "[green]in[/green]" if w["in"] else f"[yellow]{w['status']}[/yellow]",
+                f"[{'green' if w['healthy'] else 'red'}]{health}[/]",
+                "-" if w["load"] is None else str(w["load"]),
+            )
+    return table
+
+
 def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
     from . import oncall
+    from .router import fleet_plans, router_view
 
+    plans = fleet_plans(_fleet(a.inventory), cat)
+    routing = {p.host for p in plans if p.settings.router and not p.settings.recipe}
+    servers = [(n, d) for n, d in _fleet(a.inventory, a.limit) if n not in routing]
     rows = [
-        oncall.status_row(r)
-        for r in oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.status_command())
+        {**oncall.status_row(r), "role": "server"}
+        for r in oncall.run_everywhere(servers, oncall.status_command())
     ]
+    routers = router_view(plans)
+    for row in rows:
+        row["router"] = {
+            r["router"]: {k: w[k] for k in ("in", "status", "healthy")}
+            for r in routers
+            for w in r["workers"]
+            if w["host"] == row["host"]
+        }
     if a.json:
-        print_json(rows)
+        print_json(rows + [{"host": r["router"], "role": "router", **r} for r in routers])
     else:
         table = Table(title=f"llmfleet status: {a.inventory}")
         cols = ("host", "release", "recipe", "engine", "model", "unit", "uptime", "health")
-        for col in cols:
+        for col in (*cols, *(("router",) if routers else ())):
             table.add_column(col, overflow="fold")
         for r in rows:
+            cell = (_router_cell(r["router"]),) if routers else ()
             if not r["reachable"]:
                 table.add_row(
                     r["host"],
@@ -74,6 +120,7 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
                     "[red]unreachable[/red]",
                     "-",
                     f"[red]{r['error']}[/red]",
+                    *cell,
                 )
                 continue
             health = r["health"] or "-"
@@ -89,9 +136,13 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
                 f"[{ucol}]{unit}[/{ucol}]",
                 _uptime(r["uptime_s"]),
                 f"[{colour}]{health}[/{colour}]",
+                *cell,
             )
         console.print(table)
-    return 0 if all(r["reachable"] and r["health"] == "serving" for r in rows) else 1
+        if routers:
+            console.print(_router_table(routers))
+    serving = all(r["reachable"] and r["health"] == "serving" for r in rows)
+    return 0 if serving and all(r["ready"] for r in routers) else 1
 
 
 def cmd_releases(cat: Catalog, a: argparse.Namespace) -> int:

@@ -328,3 +328,50 @@ def fleet_drain(plans: list[Any], say: Any = print, http: Any = None) -> Any:
         say=say,
         timeouts={p.host: float(p.settings.drain_timeout) for p in plans},
     )
+
+
+def router_view(plans: list[Any], http: Any = None) -> list[dict[str, Any]]:
+    """What each router host says about the fleet's servers (``llmfleet status``): per
+    router, whether it answers and is ready, and per expected server, in or out of it
+    and healthy or not; servers it has that the inventory does not name are listed too."""
+    from .drain import RouterAPI
+
+    workers, _ = router_workers(plans)
+    out = []
+    for api in admins(plans, http):
+        assert isinstance(api, RouterAPI)
+        row: dict[str, Any] = {"router": api.name, "url": api.base_url, "error": None}
+        try:
+            seen = {w.url: w for w in api.workers()}
+        except LlmfleetError as exc:
+            row.update(ready=False, error=str(exc), workers=[])
+            out.append(row)
+            continue
+        rows = []
+        for w in workers:
+            got = seen.pop(w.url, None)
+            rows.append(
+                {
+                    "host": w.host,
+                    "url": w.url,
+                    "in": got is not None and got.status != "draining",
+                    "status": got.status if got else "out",
+                    "healthy": got.healthy if got else None,
+                    "load": got.load if got else None,
+                }
+            )
+        for url, got in seen.items():
+            rows.append(
+                {
+                    "host": None,
+                    "url": url,
+                    "in": got.status != "draining",
+                    "status": got.status,
+                    "healthy": got.healthy,
+                    "load": got.load,
+                }
+            )
+        row["workers"] = rows
+        row["ready"] = any(r["in"] and r["healthy"] for r in rows)
+        out.append(row)
+    return out

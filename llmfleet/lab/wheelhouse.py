@@ -51,6 +51,7 @@ def separate_requirements() -> tuple[str, ...]:
 
     return (*SEPARATE_REQUIREMENTS, load_spec().package)
 
+
 DROP = ("torchvision", "torchaudio", "torchcodec", "triton")
 PYTHON_VERSION = "3.11"
 ABI = "cp311"
