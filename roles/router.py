@@ -95,14 +95,11 @@ def current_router(s: Settings) -> RouterPlan | None:
 
 
 def _wait_ready(port: int, bound: int = 60) -> None:
-    ok, out = host.run_shell_command(
-        f"python3 -c {shlex.quote(READY_PY)} {int(port)} {int(bound)}"
-        f" || {{ journalctl -u {hp.ROUTER_UNIT} -n 30 --no-pager -o cat; exit 1; }}"
-    )
-    text = "\n".join(out.stdout_lines) if hasattr(out, "stdout_lines") else str(out)
+    ok, out = host.run_shell_command(f"python3 -c {shlex.quote(READY_PY)} {int(port)} {int(bound)}")
     if not ok:
-        raise RuntimeError(f"{host.name}: the router did not start:\n{text}")
-    print(f"    [{host.name}] {text.strip()}")
+        _, log = host.run_shell_command(f"journalctl -u {hp.ROUTER_UNIT} -n 30 --no-pager -o cat")
+        raise RuntimeError(f"{host.name}: the router did not start:\n{out.stdout}\n{log.stdout}")
+    print(f"    [{host.name}] {out.stdout.strip()}")
 
 
 @deploy("Router")
