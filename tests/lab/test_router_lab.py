@@ -231,11 +231,13 @@ def test_status_shows_each_server_in_the_router(fleet: dict[str, Any]) -> None:
 
 
 def _starts_since(host: dict[str, Any], since: float) -> int:
-    """How many times systemd started the server since ``since`` (epoch seconds)."""
+    """How many times systemd started the server since ``since`` (epoch seconds): the
+    "Started" message of a start job, or of a restart job's second half (its first, the
+    stop, is logged as JOB_TYPE=restart)."""
     out = ssh_run(
         host,
-        f"journalctl --since=@{int(since)} UNIT={UNIT} JOB_TYPE=start JOB_TYPE=restart "
-        "JOB_RESULT=done -o cat --no-pager | wc -l",
+        f"journalctl --since=@{int(since)} UNIT={UNIT} JOB_TYPE=start JOB_RESULT=done "
+        "-o cat --no-pager | wc -l",
     )
     return int(out)
 
