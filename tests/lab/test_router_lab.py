@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -103,20 +102,27 @@ def lab_state() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("router") / "fleet.api-key"
-    path.write_text(f"llmf-lab-{secrets.token_urlsafe(24)}\n")
-    path.chmod(0o600)
-    return path
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The fleet's endpoint key: the inventory makes it for the router host in a secrets
+    directory of this test's own."""
+    secrets = tmp_path_factory.mktemp("secrets")
+    before = os.environ.get("LLMFLEET_SECRETS_DIR")
+    os.environ["LLMFLEET_SECRETS_DIR"] = str(secrets)
+    yield secrets / "lab4.api-key"
+    if before is None:
+        del os.environ["LLMFLEET_SECRETS_DIR"]
+    else:
+        os.environ["LLMFLEET_SECRETS_DIR"] = before
 
 
 @pytest.fixture(scope="module")
 def fleet(lab_state: dict[str, Any], key_file: Path) -> dict[str, Any]:
     """Servers on lab1..lab3, then the router on lab4, all with one endpoint key."""
-    serve = deploy("deploys/serve.py", "--data", f"api_key_file={key_file}")
+    serve = deploy("deploys/serve.py")
     print(f"serve deploy on 3 lab hosts: {serve.seconds:.0f}s")
     assert serve.rc == 0, serve
-    router = deploy("deploys/router.py", "--data", f"api_key_file={key_file}")
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    router = deploy("deploys/router.py")
     print(f"router deploy: {router.seconds:.0f}s")
     assert router.rc == 0, router
     hosts = lab_state["hosts"]
@@ -197,7 +203,7 @@ def test_one_endpoint_for_the_fleet(fleet: dict[str, Any]) -> None:
 
 
 def test_a_second_router_deploy_changes_nothing(fleet: dict[str, Any]) -> None:
-    again = deploy("deploys/router.py", "--data", f"api_key_file={fleet['key_file']}")
+    again = deploy("deploys/router.py")
     assert again.rc == 0, again
     assert again.changed == 0, again
 
@@ -259,8 +265,6 @@ def test_rollout_under_load_restarts_each_server_once_and_fails_no_request(
             "--batch",
             "1",
             "--data",
-            f"api_key_file={fleet['key_file']}",
-            "--data",
             "flag.--max-num-seqs=8",
         ],
         cwd=ROOT,
@@ -291,13 +295,7 @@ def test_rollback_drains_the_same_way(fleet: dict[str, Any]) -> None:
     lab1 = fleet["servers"][0]
     since = time.time() - 1
     load = Load(fleet["url"], fleet["key"])
-    run_ = deploy(
-        "deploys/rollback.py",
-        "--limit",
-        lab1["name"],
-        "--data",
-        f"api_key_file={fleet['key_file']}",
-    )
+    run_ = deploy("deploys/rollback.py", "--limit", lab1["name"])
     time.sleep(2)
     report = load.finish()
     print(f"rollback of {lab1['name']} under load: {run_.seconds:.0f}s; load: {report.line()}")
