@@ -34,6 +34,8 @@ INFLIGHT_METRICS = (
 # a server whose /metrics has none of them (SGLang without --enable-metrics): wait this
 # long (at most drain_timeout) for what it may still be answering
 UNKNOWN_GRACE_S = 5.0
+# how long the gauges must read zero before a drained server counts as idle
+SETTLE_S = 1.0
 
 
 class Http(Protocol):
@@ -179,22 +181,34 @@ class Drainer:
     sleep: Callable[[float], None] = time.sleep
 
     def take_out(self, host: str, url: str, timeout: float | None = None) -> DrainReport:
-        """Out of every router; then wait (``timeout``, default the drainer's) until the
-        server has nothing in flight."""
+        """Out of every router (wait until each shows it draining or gone: smg queues the
+        removal), then wait until the server has had nothing in flight for ``SETTLE_S``
+        (a request the API server is still reading or tokenizing is in no gauge yet), all
+        within ``timeout`` (default the drainer's)."""
         bound = self.timeout if timeout is None else timeout
+        start = self.clock()
         for router in self.routers:
             found = router.find(url)
             if found is not None and found.status != "draining":
                 router.remove(found)
-        start = self.clock()
+                found = router.find(url)
+            while found is not None and found.status != "draining":
+                if self.clock() - start >= bound:
+                    break
+                self.sleep(self.poll)
+                found = router.find(url)
         report = DrainReport(host, url)
+        idle_since: float | None = None
         while True:
             left = inflight(self.http, url)
-            waited = self.clock() - start
-            report.seconds, report.left = waited, left
-            if left == 0 or (left is None and waited >= min(UNKNOWN_GRACE_S, bound)):
+            now = self.clock()
+            report.seconds, report.left = now - start, left
+            idle_since = (idle_since if idle_since is not None else now) if left == 0 else None
+            if idle_since is not None and now - idle_since >= SETTLE_S:
                 return report
-            if waited >= bound:
+            if left is None and report.seconds >= min(UNKNOWN_GRACE_S, bound):
+                return report
+            if report.seconds >= bound:
                 report.timed_out = True
                 return report
             self.sleep(self.poll)
