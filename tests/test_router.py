@@ -142,3 +142,29 @@ def test_servers_must_share_the_routers_key_or_have_none() -> None:
     assert [(p.host, p.field) for p in bad] == [("r1", "api_key_file")]
     assert "s1 has another key" in str(bad[0])
     assert "the router none" in str(check_keys("r1", None, {"s1": "k"})[0])
+
+
+def test_status_view_says_in_or_out_and_healthy_per_server(catalog: Catalog) -> None:
+    from llmfleet.router import router_view
+
+    def http(method: str, url: str, *, headers: dict, json=None):
+        assert (method, url) == ("GET", "http://10.0.9.1:30000/workers")
+        return 200, {
+            "workers": [
+                {"id": "1", "url": "http://10.0.0.1:8000", "status": "ready", "is_healthy": True},
+                {"id": "2", "url": "http://10.0.1.1:8000", "status": "ready", "is_healthy": False},
+                {"id": "3", "url": "http://10.0.7.7:8000", "status": "draining", "load": 2},
+            ]
+        }
+
+    (view,) = router_view(fleet_plans(_inventory(), catalog), http)
+    rows = {(w["host"], w["url"]): (w["in"], w["status"], w["healthy"]) for w in view["workers"]}
+    assert rows == {
+        ("s1", "http://10.0.0.1:8000"): (True, "ready", True),
+        ("s2", "http://10.0.0.2:8001"): (False, "out", None),  # taken out, or never added
+        ("g1", "http://10.0.1.1:8000"): (True, "ready", False),
+        (None, "http://10.0.7.7:8000"): (False, "draining", True),  # not in the inventory
+    }
+    assert view["ready"] and view["error"] is None
+    (down,) = router_view(fleet_plans(_inventory(), catalog), lambda *a, **k: (0, "refused"))
+    assert not down["ready"] and "router r1" in down["error"]
