@@ -114,8 +114,12 @@ class RouterAPI:
             raise LlmfleetError(f"router {self.name}: removing {worker.url}: {status} {body}")
 
     def add(self, url: str) -> None:
+        """Register ``url`` again.  The key goes in the body too: smg gives a worker added
+        through its API no key of its own (the router's ``--api-key`` only reaches the
+        workers it started with), and a server with a key would answer it 401."""
+        spec = {"url": url, **({"api_key": self.api_key} if self.api_key else {})}
         status, body = self.http(
-            "POST", f"{self.base_url}/workers", headers=self._headers(), json={"url": url}
+            "POST", f"{self.base_url}/workers", headers=self._headers(), json=spec
         )
         # 409: already there, or its registration is under way: both mean "wait for it"
         if status not in (200, 201, 202, 409):

@@ -3,7 +3,9 @@
 The router here is a fake with smg 1.13's semantics as measured against the
 real one: ``DELETE /workers/{id}`` -> 202 and the worker ``draining`` (gone a
 moment later), ``POST /workers`` -> 202 and a registration that turns
-``ready`` after a poll, 409 while the old entry still exists.  Time is a fake
+``ready`` after a poll, 409 while the old entry still exists; a worker added
+without the servers' key in the body never registers (smg asks its
+``/v1/models`` without one and gets 401).  Time is a fake
 clock, so bounds are checked without waiting.
 """
 
@@ -80,7 +82,8 @@ class FakeFleet:
                 "status": "pending",
                 "is_healthy": True,
             }
-            self.ready_at[json["url"]] = self.clock.now + 2
+            if json.get("api_key") == "k":  # without the key, its registration never ends
+                self.ready_at[json["url"]] = self.clock.now + 2
             return 202, {"status": "accepted"}
         raise AssertionError(method)
 
