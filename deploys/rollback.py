@@ -7,7 +7,9 @@
 The release's unit and environment file go back in place and the server is
 restarted; its engine venv and weight snapshot are still on the host (they
 are shared by path, never deleted with a release).  If it does not become
-healthy, the release that was running comes back and the host fails.
+healthy, the release that was running comes back and the host fails.  With a
+router in the inventory the host leaves it first, its in-flight requests are
+drained (``drain_timeout``), and it goes back in only once healthy.
 
 A serving group's members (``serve_group``) go back together: the run must target
 all of them, each goes to its own previous release, the group is judged as one
@@ -26,6 +28,7 @@ from llmfleet.manifest import ReleaseManifest
 from llmfleet.settings import Settings, parse_settings
 from roles import summary
 from roles.container import ContainerState
+from roles.drain import back_in, drained
 from roles.group import group_health
 from roles.health import Target, gate
 from roles.plan import fail_host, settings_only
@@ -64,6 +67,7 @@ def rollback(s: Settings) -> None:
         )
         return
     cur = known.releases.get(current) if current else None
+    drain = drained(s)  # out of the fleet's router while it restarts (none: no router)
     switch = []
     if current != target:
         switch.append(
@@ -91,6 +95,7 @@ def rollback(s: Settings) -> None:
             timeout=s.health_timeout,
             revert=Target.of(cur) if cur else None,
         )
+    back_in(drain)
     promote(target, s.release_keep, current)
 
 

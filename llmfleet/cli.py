@@ -387,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_top.add_parser(sub)
 
     ro = sub.add_parser(
-        "rollout", help="deploy in batches, stop when too many hosts fail (health-gated)"
+        "rollout",
+        help="deploy in batches, stop when too many hosts fail (health-gated); each batch "
+        "leaves the fleet's router first and goes back once healthy",
     )
     ro.add_argument("inventory")
     ro.add_argument("deploy", nargs="?", default="deploys/serve.py")
@@ -396,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--data", action="append", metavar="KEY=VALUE", help="passed to pyinfra")
     ro.add_argument("--limit", action="append", metavar="HOST", help="only this host")
     ro.add_argument("--dry", action="store_true", help="show what would change, with diffs")
+    ro.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="restart hosts while the router still sends them requests (no router: no drain)",
+    )
     ro.set_defaults(func=cmd_rollout)
 
     lab = sub.add_parser("lab", help="the local lab: systemd-nspawn hosts reachable over SSH")

@@ -49,22 +49,70 @@ def _uptime(seconds: int | None) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
+def _router_cell(view: dict) -> str:
+    """One server's place in each router: in and healthy, in but unhealthy, or out."""
+    if not view:
+        return "-"
+    cells = []
+    for name, w in view.items():
+        text = "out" if not w["in"] else "in, healthy" if w["healthy"] else "in, unhealthy"
+        colour = "green" if w["in"] and w["healthy"] else "red" if w["in"] else "yellow"
+        cells.append(f"[{colour}]{text}[/{colour}]" + (f" ({name})" if len(view) > 1 else ""))
+    return ", ".join(cells)
+
+
+def _router_table(routers: list[dict]) -> Table:
+    table = Table(title="router")
+    for col in ("router", "server", "url", "in router", "health", "in flight"):
+        table.add_column(col, overflow="fold")
+    for r in routers:
+        if r["error"]:
+            table.add_row(r["router"], "-", r["url"], "-", f"[red]{r['error']}[/red]", "-")
+            continue
+        for w in r["workers"]:
+            health = "-" if w["healthy"] is None else "healthy" if w["healthy"] else "unhealthy"
+            table.add_row(
+                r["router"],
+                w["host"] or "[yellow](not in the inventory)[/yellow]",
+                w["url"],
+                "[green]in[/green]" if w["in"] else f"[yellow]{w['status']}[/yellow]",
+                f"[{'green' if w['healthy'] else 'red'}]{health}[/]",
+                "-" if w["load"] is None else str(w["load"]),
+            )
+    return table
+
+
 def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
     from . import oncall
+    from .router import fleet_plans, router_view
 
+    plans = fleet_plans(_fleet(a.inventory), cat)
+    routing = {p.host for p in plans if p.settings.router and not p.settings.recipe}
+    servers = [(n, d) for n, d in _fleet(a.inventory, a.limit) if n not in routing]
     rows = [
-        oncall.status_row(r)
-        for r in oncall.run_everywhere(_fleet(a.inventory, a.limit), oncall.status_command())
+        {**oncall.status_row(r), "role": "server"}
+        for r in oncall.run_everywhere(servers, oncall.status_command())
     ]
     groups = oncall.group_rows(rows)
+    routers = router_view(plans)
+    for row in rows:
+        row["router"] = {
+            r["router"]: {k: w[k] for k in ("in", "status", "healthy")}
+            for r in routers
+            for w in r["workers"]
+            if w["host"] == row["host"]
+        }
     if a.json:
-        print_json(rows if not groups else {"hosts": rows, "groups": groups})
+        hosts = rows + [{"host": r["router"], "role": "router", **r} for r in routers]
+        # with serving groups: {"hosts": [...], "groups": [...]}; else the list as before
+        print_json(hosts if not groups else {"hosts": hosts, "groups": groups})
     else:
         table = Table(title=f"llmfleet status: {a.inventory}")
         cols = ("host", "release", "recipe", "engine", "model", "unit", "uptime", "health")
-        for col in cols:
+        for col in (*cols, *(("router",) if routers else ())):
             table.add_column(col, overflow="fold")
         for r in rows:
+            cell = (_router_cell(r["router"]),) if routers else ()
             if not r["reachable"]:
                 table.add_row(
                     r["host"],
@@ -75,11 +123,12 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
                     "[red]unreachable[/red]",
                     "-",
                     f"[red]{r['error']}[/red]",
+                    *cell,
                 )
                 continue
             health = r["health"] or "-"
             if r.get("group"):
-                health = f"{health} ({r['group']} rank {r['rank']}, {r['role']})"
+                health = f"{health} ({r['group']} rank {r['rank']}, {r['group_role']})"
             colour = "green" if oncall.serving(r) else "red"
             unit = r["unit"]
             ucol = "green" if unit.startswith("active") else "red"
@@ -92,11 +141,15 @@ def cmd_status(cat: Catalog, a: argparse.Namespace) -> int:
                 f"[{ucol}]{unit}[/{ucol}]",
                 _uptime(r["uptime_s"]),
                 f"[{colour}]{health}[/{colour}]",
+                *cell,
             )
         console.print(table)
         for g in groups:
             _print_group(g)
-    return 0 if all(oncall.serving(r) for r in rows) else 1
+        if routers:
+            console.print(_router_table(routers))
+    serving = all(oncall.serving(r) for r in rows)
+    return 0 if serving and all(r["ready"] for r in routers) else 1
 
 
 def _print_group(g: dict) -> None:
@@ -162,26 +215,44 @@ def cmd_oncall(cat: Catalog, a: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _rollout_units(inventory: str, limit: list[str] | None) -> tuple[list[str], list[list[str]]]:
+def _rollout_units(a: argparse.Namespace, hosts: list[str]) -> tuple[list[str], list[list[str]]]:
     """The hosts to roll and their units: a serving group's members go together, and a
     ``--limit`` that names one member takes the whole group (said on stderr)."""
     from .grouplife import batch_units
 
-    everyone = _fleet(inventory)
+    everyone = _fleet(a.inventory)
     group_of = {n: d.get("serve_group") for n, d in everyone}
-    chosen = {n for n, _ in _fleet(inventory, limit)} if limit else set(group_of)
-    groups = {group_of[n] for n in chosen if group_of[n]}
-    added = [n for n, g in group_of.items() if g in groups and n not in chosen]
+    groups = {group_of[n] for n in hosts if group_of.get(n)}
+    added = [n for n, g in group_of.items() if g in groups and n not in hosts]
     if added:
         err.print(f"rollout: whole serving groups go together; adding {', '.join(added)}")
-    hosts = [n for n, _ in everyone if n in chosen or n in added]
-    return hosts, batch_units(hosts, group_of)
+    chosen = [n for n, _ in everyone if n in hosts or n in added]
+    return chosen, batch_units(chosen, group_of)
+
+
+def _serving(cat: Catalog, a: argparse.Namespace) -> tuple[list[str], list]:
+    """The hosts a rollout deploys (router-only hosts serve nothing) and the fleet's plans
+    with the rollout's ``--data`` applied, for the drain (``llmfleet/router.py``)."""
+    from .router import fleet_plans
+
+    data = dict(kv.partition("=")[::2] for kv in (a.data or []))
+    plans = fleet_plans([(n, {**d, **data}) for n, d in _fleet(a.inventory)], cat)
+    wanted = {n for n, _ in _fleet(a.inventory, a.limit)} if a.limit else None
+    hosts = [
+        p.host
+        for p in plans
+        if not (p.settings.router and not p.settings.recipe)
+        and (wanted is None or p.host in wanted)
+    ]
+    return hosts, plans
 
 
 def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
     from . import rollout
+    from .router import fleet_drain
 
-    hosts, units = _rollout_units(a.inventory, a.limit)
+    hosts, plans = _serving(cat, a)
+    hosts, units = _rollout_units(a, hosts)
     extra = [x for kv in (a.data or []) for x in ("--data", kv)]
     if a.dry:  # what would change per host, with diffs of unit and env file; nothing runs
         argv = [
@@ -197,9 +268,9 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
         ]
         return subprocess.run(argv, check=False).returncode
     run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
-    result = rollout.roll(
-        hosts, a.batch, a.max_fail, run, say=lambda m: console.rule(m), units=units
-    )
+    say = lambda m: console.rule(m)  # noqa: E731
+    drain = None if a.no_drain else fleet_drain(plans, say=lambda m: console.print(f"[cyan]{m}"))
+    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=say, units=units, drain=drain)
     table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
     for col in ("host", "result"):
         table.add_column(col, overflow="fold")

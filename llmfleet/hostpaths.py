@@ -42,6 +42,14 @@ MIRROR_HOME = "/var/lib/llmfleet-mirror"
 MIRROR_CONFIG = f"{CONFIG_DIR}/olah.toml"
 MIRROR_USER = "llmfleet-mirror"
 
+# the fleet's router (deploys/router.py)
+ROUTER_UNIT = "llmfleet-router.service"
+ROUTER_USER = "llmfleet-router"
+ROUTER_HOME = "/var/lib/llmfleet-router"
+ROUTER_ENV = f"{CONFIG_DIR}/router.env"
+ROUTER_RELEASES = f"{ROUTER_HOME}/releases"
+ROUTER_LAUNCHER = f"{BIN_DIR}/llmfleet-router.py"
+
 # host tuning
 TUNING_UNIT = "llmfleet-tuning.service"
 SYSCTL_CONF = "/etc/sysctl.d/90-llmfleet.conf"

@@ -154,7 +154,7 @@ def targets(hosts: list[Watched], catalog: Catalog) -> list[Target]:
             out.append(
                 Target(w.host, ACCELERATOR, f"{w.address}:{port}", labels=(("vendor", w.vendor),))
             )
-        if s.router_metrics_port:
+        if s.router:  # this host runs the fleet's router (deploys/router.py)
             out.append(Target(w.host, ROUTER, f"{w.address}:{s.router_metrics_port}"))
     return out
 

@@ -138,7 +138,7 @@ def status_row(result: HostResult) -> dict[str, Any]:
         # a multi-node server's member: its group, rank and role (None: one node)
         "group": m.node.group if m and m.node else None,
         "rank": m.node.rank if m and m.node else None,
-        "role": m.node.role if m and m.node else None,
+        "group_role": m.node.role if m and m.node else None,
     }
 
 
@@ -159,7 +159,12 @@ def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "group": name,
             "healthy": all(serving(r) for r in members),
             "ranks": [
-                {k: r.get(k) for k in ("rank", "host", "role", "unit", "health", "release")}
+                {
+                    "rank": r.get("rank"),
+                    "host": r["host"],
+                    "role": r.get("group_role"),
+                    **{k: r.get(k) for k in ("unit", "health", "release")},
+                }
                 for r in sorted(members, key=lambda r: r.get("rank") or 0)
             ],
         }

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .drain import BatchDrain
 from .errors import LlmfleetError
 from .outcome import GOOD, Status
 
@@ -67,22 +68,30 @@ def roll(
     run: Runner,
     say: Callable[[str], None] = print,
     units: list[list[str]] | None = None,
+    drain: BatchDrain | None = None,
 ) -> Rollout:
     """Run ``run(batch)`` batch by batch; stop when failed units (hosts, or serving groups
-    with any member failed) exceed the threshold."""
+    with any member failed) exceed the threshold.  With ``drain``, each batch leaves the
+    router(s) first and the hosts that passed go back in after it (``llmfleet/drain.py``);
+    a host that failed stays out."""
     out = Rollout()
     units = units or [[h] for h in hosts]
     limit = fail_limit(len(units), max_fail)
     plan = batches(hosts, size, units)
     for i, batch in enumerate(plan, 1):
         say(f"batch {i}/{len(plan)}: {', '.join(batch)}")
+        if drain:
+            drain.before(batch)
         results = run(batch)
+        ok: dict[str, bool] = {}
         for h in batch:
             status = results.get(h, {}).get("status", Status.FAILED.value)
-            if status in {s.value for s in GOOD}:
-                out.done.append(h)
-            else:
+            ok[h] = status in {s.value for s in GOOD}
+            if not ok[h]:
                 out.failed[h] = f"{status}: {results.get(h, {}).get('detail', 'no result')}"
+        not_back = drain.after(ok) if drain else {}
+        out.failed.update(not_back)
+        out.done += [h for h in batch if ok[h] and h not in not_back]
         failed_units = sum(1 for u in units if any(h in out.failed for h in u))
         if failed_units > limit:
             out.stopped = True

@@ -47,7 +47,7 @@ PREFIXES = {
 HUB_REQUIREMENT = "huggingface_hub>=0.34"
 
 # deploys, as named in the table
-SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY, MONITOR = (
+SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY, MONITOR, ROUTER = (
     "serve",
     "weights",
     "rollback",
@@ -56,6 +56,7 @@ SERVE, WEIGHTS, ROLLBACK, ONBOARD, PREFLIGHT, MIRROR, REGISTRY, MONITOR = (
     "mirror",
     "registry",
     "monitor",
+    "router",
 )
 # "plan": the key shapes the rendered command/unit, so `recipes render --set` takes it too
 RENDER_KEY = "plan"
@@ -195,21 +196,25 @@ class Settings:
     # --- engine environment and packages
     engine_packages: list[str] = key([], "engine packages instead of the recipe's pins", SERVE)
     engine_find_links: str | None = key(
-        None, "site wheelhouse URL or path (pip --find-links, no index)", (SERVE, WEIGHTS, MIRROR)
+        None,
+        "site wheelhouse URL or path (pip --find-links, no index)",
+        (SERVE, WEIGHTS, MIRROR, ROUTER),
     )
-    engine_index_url: str | None = key(None, "site package index URL", (SERVE, WEIGHTS, MIRROR))
+    engine_index_url: str | None = key(
+        None, "site package index URL", (SERVE, WEIGHTS, MIRROR, ROUTER)
+    )
     engine_excludes: str | None = key(
         None,
         "requirements file of packages to keep out of every environment (uv --excludes)",
-        (SERVE, WEIGHTS, MIRROR),
+        (SERVE, WEIGHTS, MIRROR, ROUTER),
     )
     uv_url: str | None = key(
         None,
         "URL of a uv binary (air-gapped sites); default pip installs uv",
-        (SERVE, WEIGHTS, MIRROR),
+        (SERVE, WEIGHTS, MIRROR, ROUTER),
     )
     uv_requirement: str = key(
-        "uv", "pip requirement for uv when uv_url is unset", (SERVE, WEIGHTS, MIRROR)
+        "uv", "pip requirement for uv when uv_url is unset", (SERVE, WEIGHTS, MIRROR, ROUTER)
     )
     # --- the server unit, releases and health
     service_user: str = key("llmfleet", "system user the engine runs as (venv runtime)", SERVE)
@@ -221,15 +226,22 @@ class Settings:
         minimum=1,
     )
     release_keep: int = key(
-        5, "releases kept per host (current and previous always)", (SERVE, ROLLBACK), minimum=2
+        5,
+        "releases kept per host (current and previous always)",
+        (SERVE, ROLLBACK, ROUTER),
+        minimum=2,
     )
     release: str | None = key(
         None, "release id (or prefix) to roll back to; default the previous one", ROLLBACK
     )
     api_key: bool = key(
-        False, "generate an endpoint API key per host on the control node (vLLM)", SERVE
+        False,
+        "generate an endpoint API key per host on the control node (vLLM; the router)",
+        (SERVE, ROUTER),
     )
-    api_key_file: str | None = key(None, "control-node file holding the endpoint API key", SERVE)
+    api_key_file: str | None = key(
+        None, "control-node file holding the endpoint API key", (SERVE, ROUTER)
+    )
     # --- weights
     hf_endpoint: str | None = key(
         None,
@@ -283,6 +295,42 @@ class Settings:
     registry_upstream: str | None = key(
         None, "registry the site registry caches (default Docker Hub)", REGISTRY
     )
+    # --- the fleet's router (deploys/router.py) and drain-aware rollouts
+    router: bool = key(
+        False,
+        "this host runs the fleet's router: one endpoint in front of every serving host "
+        "(a serve_group's rank 0 only); a router host without a recipe serves nothing itself",
+        (SERVE, ROUTER, ROLLBACK),
+    )
+    router_port: int = key(
+        30000, "port of the router's endpoint", (ROUTER, ROLLBACK), minimum=1, maximum=65535
+    )
+    router_metrics_port: int = key(
+        29000,
+        "port of the router's Prometheus metrics (the monitor deploy scrapes it there)",
+        (ROUTER, MONITOR),
+        minimum=1,
+        maximum=65535,
+    )
+    router_policy: str | None = key(
+        None,
+        "routing policy (default the router file's: cache_aware); files/routers/ lists them",
+        ROUTER,
+    )
+    router_health_interval: int = key(
+        5,
+        "seconds between the router's health checks of each server",
+        ROUTER,
+        minimum=1,
+        maximum=300,
+    )
+    drain_timeout: int = key(
+        120,
+        "seconds a rollout or rollback waits for a server's in-flight requests once it is "
+        "out of the router",
+        (SERVE, ROLLBACK),
+        minimum=0,
+    )
     # --- site mirror (deploys/mirror.py)
     mirror_port: int = key(8090, "port of the olah Hub mirror", MIRROR, minimum=1, maximum=65535)
     mirror_upstream: str | None = key(
@@ -319,14 +367,6 @@ class Settings:
         "accelerator exporter Prometheus scrapes here: an id of files/monitoring/exporters.yaml "
         "(default the hardware's vendor; none: no exporter)",
         MONITOR,
-    )
-    router_metrics_port: int | None = key(
-        None,
-        "this host runs the fleet's router: Prometheus scrapes its metrics at this port "
-        "(smg: 29000)",
-        MONITOR,
-        minimum=1,
-        maximum=65535,
     )
     alert_engine_down_for: int = key(
         60, "seconds an engine's /metrics is down before EngineDown fires", MONITOR, minimum=0

@@ -126,6 +126,8 @@ def plan_host(
 ) -> HostPlan:
     """Validate one host's data and render its recipe; collect every problem."""
     plan = _start(name, data, address)
+    if plan.ok and plan.settings.router and not plan.settings.recipe:
+        return plan  # a router-only host (deploys/router.py): nothing to serve
     return _plan_recipe(catalog, plan) if plan.ok else plan
 
 

@@ -130,6 +130,9 @@ def _validated() -> tuple[Catalog, HostPlan, dict[str, HostPlan]] | None:
     catalog = load()
     fleet = _fleet(catalog)
     plan = fleet[host.name]
+    if plan.ok and plan.settings.router and not plan.settings.recipe:
+        print(f"    [{host.name}] router host without a recipe: nothing to serve here")
+        return None
     if _report(plan, missing="no plan" if plan.ok and plan.rendered is None else None):
         return None
     return catalog, plan, fleet

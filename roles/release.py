@@ -77,9 +77,10 @@ def activate_commands(rid: str) -> list[str]:
     ]
 
 
-def promote_commands(rid: str, keep: int) -> list[str]:
-    """current -> rid, previous -> the old current; prune beyond ``keep`` releases."""
-    r = RELEASES
+def promote_commands(rid: str, keep: int, root: str | None = None) -> list[str]:
+    """current -> rid, previous -> the old current; prune beyond ``keep`` releases
+    (under ``root``: the server's releases, or the router's)."""
+    r = root or RELEASES
     keep = max(int(keep), 2)
     return [
         f"cur=$(readlink {r}/current || true); "
@@ -93,9 +94,10 @@ def promote_commands(rid: str, keep: int) -> list[str]:
     ]
 
 
-def promote(rid: str, keep: int, current: str | None) -> OperationMeta | None:
+def promote(rid: str, keep: int, current: str | None, root: str = RELEASES) -> OperationMeta | None:
     if current == rid:
         return None
     return server.shell(
-        name=f"Release {rid} is current", commands=[" && ".join(promote_commands(rid, keep))]
+        name=f"Release {rid} is current",
+        commands=[" && ".join(promote_commands(rid, keep, root))],
     )

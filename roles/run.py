@@ -40,6 +40,8 @@ class Run:
     group_changes: dict[str, dict[str, list]] = field(default_factory=dict)
     # the fleet's monitoring plan (deploys/monitor.py), built once from every host's plan
     monitor: Any = None
+    # the fleet as the router deploy plans it (llmfleet.router.fleet_plans), once per run
+    router_plans: list[Any] | None = None
 
     def record(self, host_name: str) -> HostRecord:
         return self.records.setdefault(host_name, HostRecord())

