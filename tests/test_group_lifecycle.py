@@ -212,3 +212,23 @@ def test_the_lab_pair_renders_head_and_headless_worker_with_their_launchers(cata
     assert "--headless" not in head.argv
     assert (head.env["VLLM_HOST_IP"], worker.env["VLLM_HOST_IP"]) == ("10.213.0.11", "10.213.0.12")
     assert head.env["GLOO_SOCKET_IFNAME"] == worker.env["GLOO_SOCKET_IFNAME"] == "host0"
+
+
+def test_status_groups_every_rank_and_is_healthy_only_when_all_are() -> None:
+    from llmfleet.oncall import group_rows
+
+    head = {"host": "n0", "reachable": True, "health": "serving", "group": "pair", "rank": 0}
+    worker = {"host": "n1", "reachable": True, "group": "pair", "rank": 1}
+    rows = [
+        {**worker, "group_role": "worker", "health": "connected to rank 0", "role": "server"},
+        {**head, "group_role": "head", "role": "server"},
+        {"host": "solo", "reachable": True, "health": "serving", "group": None},
+    ]
+    (group,) = group_rows(rows)
+    assert group["healthy"]
+    assert [(r["rank"], r["host"], r["role"]) for r in group["ranks"]] == [
+        (0, "n0", "head"),
+        (1, "n1", "worker"),
+    ]
+    rows[0]["health"] = "NOT connected to rank 0"  # the head still serves: not enough
+    assert not group_rows(rows)[0]["healthy"]
