@@ -25,6 +25,8 @@ from llmfleet.hostpaths import ENV_FILE, RELEASES, UNIT_FILE, UNIT_NAME, release
 from llmfleet.manifest import ReleaseState, list_command
 from llmfleet.serveplan import ServePlan
 
+from .accounts import secret_file
+
 
 class Releases(FactBase):
     """The releases kept on the host: current, previous and every manifest."""
@@ -42,27 +44,32 @@ class Releases(FactBase):
         return ReleaseState()
 
 
+def stage_files(
+    what: str, rid: str, d: str, manifest: str, unit: tuple[str, str], env: tuple[str, str]
+) -> list[OperationMeta]:
+    """A release directory ``d``: its manifest, unit and environment file as
+    ``(file name, text)``, all 0600 (no effect on what runs).  The server's releases and
+    the router's share this shape, so a rollback of either reads the same files."""
+    return [
+        files.directory(name=f"{what} {rid}", path=d, mode="700"),
+        files.put(
+            name=f"{what} manifest", src=StringIO(manifest), dest=f"{d}/manifest.json", mode="600"
+        ),
+        files.put(name=f"{what} unit", src=StringIO(unit[1]), dest=f"{d}/{unit[0]}", mode="600"),
+        secret_file(f"{what} environment", env[1], f"{d}/{env[0]}"),
+    ]
+
+
 def stage(plan: ServePlan) -> list[OperationMeta]:
     """Write the plan's release directory (no effect on what runs)."""
-    d = release_dir(plan.release)
-    return [
-        files.directory(name=f"Release {plan.release}", path=d, mode="700"),
-        files.put(
-            name="Release manifest",
-            src=StringIO(plan.manifest.text()),
-            dest=f"{d}/manifest.json",
-            mode="600",
-        ),
-        files.put(
-            name="Release unit",
-            src=StringIO(plan.unit),
-            dest=f"{d}/{UNIT_NAME}.service",
-            mode="600",
-        ),
-        files.put(
-            name="Release environment", src=StringIO(plan.env), dest=f"{d}/serve.env", mode="600"
-        ),
-    ]
+    return stage_files(
+        "Release",
+        plan.release,
+        release_dir(plan.release),
+        plan.manifest.text(),
+        (f"{UNIT_NAME}.service", plan.unit),
+        ("serve.env", plan.env),
+    )
 
 
 def activate_commands(rid: str) -> list[str]:

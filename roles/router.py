@@ -38,6 +38,7 @@ from llmfleet.settings import Settings
 from .accounts import secret_file, service_account
 from .plan import fail_host
 from .pyenvs import ensure_venv
+from .release import stage_files
 from .run import current_run
 
 READY_PY = r"""
@@ -115,20 +116,14 @@ def fleet_router(plan: RouterPlan, source: PackageSource, keep: int = 5) -> None
         dest=hp.ROUTER_LAUNCHER,
         mode="755",
     )
-    files.directory(name=f"Router release {plan.release}", path=plan.release_dir, mode="700")
-    files.put(
-        name="Router release manifest",
-        src=StringIO(manifest_text(plan)),
-        dest=f"{plan.release_dir}/manifest.json",
-        mode="600",
+    stage_files(
+        "Router release",
+        plan.release,
+        plan.release_dir,
+        manifest_text(plan),
+        (hp.ROUTER_UNIT, plan.unit),
+        ("router.env", plan.env),
     )
-    files.put(
-        name="Router release unit",
-        src=StringIO(plan.unit),
-        dest=f"{plan.release_dir}/{hp.ROUTER_UNIT}",
-        mode="600",
-    )
-    secret_file("Router release environment", plan.env, f"{plan.release_dir}/router.env")
     env = secret_file("Router environment (0600)", plan.env, hp.ROUTER_ENV)
     unit = files.put(
         name="Router unit",
