@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -108,7 +109,7 @@ def test_one_running_requests_series_per_host(first: Run) -> None:
     assert sorted(r["metric"]["host"] for r in result) == ["lab1", "lab2"]
 
 
-def _load(stop: threading.Event, port_host: str) -> None:
+def _load(stop: threading.Event, port_host: str, failed: list[str]) -> None:
     """Chat completions, 4 at a time (the recipe's --max-num-seqs), until ``stop``."""
     body = json.dumps(
         {
@@ -120,14 +121,20 @@ def _load(stop: threading.Event, port_host: str) -> None:
     ).encode()
 
     def one() -> None:
+        # bounded by ``stop`` (the test's own seconds); an answer that is an error is
+        # counted and the loop goes on, so one failed request does not end the load
         while not stop.is_set():
             req = urllib.request.Request(
                 f"http://{port_host}/v1/chat/completions",
                 data=body,
                 headers={"Content-Type": "application/json"},
             )
-            with urllib.request.urlopen(req, timeout=120) as resp:
-                resp.read()
+            try:
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    resp.read()
+            except (urllib.error.URLError, OSError) as exc:
+                failed.append(f"{port_host}: {exc}")
+                time.sleep(0.5)
 
     threads = [threading.Thread(target=one, daemon=True) for _ in range(4)]
     for t in threads:
@@ -147,9 +154,9 @@ def top(*args: str) -> dict[str, Any]:
 
 
 def test_top_under_load(first: Run, lab_state: dict[str, Any]) -> None:
-    stop = threading.Event()
+    stop, failed = threading.Event(), []
     for host in lab_state["hosts"]:
-        _load(stop, f"{host['address']}:8000")
+        _load(stop, f"{host['address']}:8000", failed)
     try:
         time.sleep(20)  # a few scrapes with requests running: the rate needs two
         for source in ("prometheus", "direct"):
@@ -169,6 +176,7 @@ def test_top_under_load(first: Run, lab_state: dict[str, Any]) -> None:
             print(f"top --once --json ({source}): {json.dumps(rows)}")
     finally:
         stop.set()
+        print(f"load requests that failed: {len(failed)} {failed[:3]}")
 
 
 def test_a_second_monitor_deploy_changes_nothing(first: Run) -> None:
