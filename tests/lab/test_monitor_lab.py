@@ -161,9 +161,16 @@ def test_top_under_load(first: Run, lab_state: dict[str, Any]) -> None:
         time.sleep(20)  # a few scrapes with requests running: the rate needs two
         for source in ("prometheus", "direct"):
             args = ("--source", source)
-            out = top(*args)
+            # `running` is a gauge read at one instant: the four requests of a host start
+            # and end together, so a read can fall in the gap between two; a few reads
+            # (bounded) must see every host busy
+            for _ in range(5):
+                out = top(*args)
+                rows = {r["host"]: r for r in out["hosts"]}
+                if all((r.get("running") or 0) > 0 for r in rows.values()):
+                    break
+                time.sleep(1)
             assert out["source"] == source
-            rows = {r["host"]: r for r in out["hosts"]}
             assert set(rows) == {"lab1", "lab2"}, out
             for name, row in rows.items():
                 assert row["up"] is True, (source, row)
