@@ -17,7 +17,7 @@ all of them, each goes to its own previous release, the group is judged as one
 it is not healthy, every member returns to what it ran (``roles/group.py``).
 """
 
-from pyinfra import host, inventory, state
+from pyinfra import host, inventory
 from pyinfra.facts.files import File
 from pyinfra.operations import python, server
 
@@ -31,7 +31,7 @@ from roles.container import ContainerState
 from roles.drain import back_in, drained
 from roles.group import group_health
 from roles.health import Target, gate
-from roles.plan import fail_host, settings_only
+from roles.plan import fail_host, settings_only, whole_group_error
 from roles.release import Releases, activate_commands, promote
 from roles.run import record
 
@@ -109,12 +109,9 @@ def group_members(s: Settings) -> list[str]:
         for h in inventory
         if parse_settings(h.name, dict(h.data.dict()))[0].serve_group == s.serve_group
     ]
-    left_out = [m for m in members if not state.is_host_in_limit(inventory.get_host(m))]
-    if left_out:
-        raise LlmfleetError(
-            f"{host.name}: serve_group: {s.serve_group} rolls back whole, and this run leaves "
-            f"out {', '.join(left_out)} (fix: {' '.join('--limit ' + m for m in members)})"
-        )
+    error = whole_group_error(s.serve_group, members)
+    if error:
+        raise LlmfleetError(error)
     if s.release:
         raise LlmfleetError(
             f"{host.name}: release: {s.release} names one host's release, but "

@@ -7,7 +7,8 @@ systemd cannot bind units across hosts, so the deploy treats a serving group
 - a run targets all of a group's members or none (``missing_members``): half a
   group on a new release is a server that never forms;
 - a release change on any member restarts every member, in the same step
-  (``restart_group``), because a restarted rank cannot join ranks that kept running;
+  (``roles/group.py``: decided at run time from every member's operations), because a
+  restarted rank cannot join ranks that kept running;
 - each member's health gate judges it by its role (``Judge``): the head by HTTP and
   one completion, a worker by its process and its connection to rank 0;
 - the group is healthy only when every member is (``verdict``), otherwise every
@@ -74,30 +75,23 @@ class Judge:
         return self.role == HEAD
 
 
-@dataclass(frozen=True)
-class MemberState:
-    """One member as the run found it: the release it runs, the one planned, and
-    whether its unit is running."""
-
-    host: str
-    current: str | None
-    planned: str
-    running: bool
-
-    @property
-    def changed(self) -> bool:
-        return self.current != self.planned or not self.running
-
-
-def restart_group(states: Iterable[MemberState]) -> bool:
-    """Every member restarts when any member's release changed or any member is down."""
-    return any(s.changed for s in states)
-
-
-def missing_members(group: ServeGroup, targeted: Iterable[str]) -> list[str]:
+def missing_members(members: Iterable[str], targeted: Iterable[str]) -> list[str]:
     """The members a run leaves out (``--limit``): a group deploys whole or not at all."""
     chosen = set(targeted)
-    return [m.host for m in group.members if m.host not in chosen]
+    return [m for m in members if m not in chosen]
+
+
+def left_out_error(host: str, group: str, members: list[str], targeted: Iterable[str]) -> str:
+    """The error for every targeted member when a run (serve or rollback) leaves out part
+    of its group, with the ``--limit`` that fixes it; empty when the run takes it whole."""
+    missing = missing_members(members, targeted)
+    if not missing:
+        return ""
+    return (
+        f"{host}: serve_group: {group} is one server on {', '.join(members)}, and this run "
+        f"leaves out {', '.join(missing)} (fix: target the whole group: "
+        f"{' '.join('--limit ' + m for m in members)})"
+    )
 
 
 def verdict(results: Mapping[str, Mapping]) -> list[str]:

@@ -18,7 +18,7 @@ from pyinfra.operations import server
 
 from llmfleet.catalog import Catalog, Hardware, Recipe, load
 from llmfleet.errors import LlmfleetError
-from llmfleet.grouplife import missing_members
+from llmfleet.grouplife import left_out_error
 from llmfleet.hubapi import resolve_commit
 from llmfleet.monitorplan import MonitorPlan, Watched, monitor_plan
 from llmfleet.multinode import node_ip
@@ -167,18 +167,18 @@ def current() -> ServePlan | None:
     return serve
 
 
+def whole_group_error(group: str, members: list[str]) -> str:
+    """The error when this run (its ``--limit``) targets only part of ``group``."""
+    targeted = [m for m in members if state.is_host_in_limit(inventory.get_host(m))]
+    return left_out_error(host.name, group, members, targeted)
+
+
 def _group_left_out(group: ServeGroup) -> bool:
     """Fail (and True) when the run targets only part of this host's serving group."""
-    targeted = [m.host for m in group.members if state.is_host_in_limit(inventory.get_host(m.host))]
-    missing = missing_members(group, targeted)
-    if missing:
-        fail_host(
-            f"{host.name}: serve_group: {group.name} is one server on "
-            f"{', '.join(m.host for m in group.members)}, and this run leaves out "
-            f"{', '.join(missing)} (fix: target the whole group: "
-            f"{' '.join('--limit ' + m.host for m in group.members)})"
-        )
-    return bool(missing)
+    error = whole_group_error(group.name, [m.host for m in group.members])
+    if error:
+        fail_host(error)
+    return bool(error)
 
 
 def _with_interface(plan: HostPlan) -> HostPlan:

@@ -17,11 +17,10 @@ from llmfleet.grouplife import (
     ENV_ROLE,
     ENV_WORKERS,
     Judge,
-    MemberState,
     batch_units,
     group_env,
+    left_out_error,
     missing_members,
-    restart_group,
     verdict,
 )
 from llmfleet.multinode import NodeRole, Rendezvous
@@ -67,16 +66,13 @@ def test_judge_by_role() -> None:
     assert Judge.of(_node(1)) == Judge("worker", ("10.0.0.1",))
 
 
-def test_any_member_changed_or_down_restarts_the_group() -> None:
-    same = MemberState("n0", "a", "a", True)
-    assert not restart_group([same, MemberState("n1", "b", "b", True)])
-    assert restart_group([same, MemberState("n1", "b", "c", True)])  # new release on n1
-    assert restart_group([same, MemberState("n1", "b", "b", False)])  # n1 down
-
-
 def test_a_run_must_target_the_whole_group() -> None:
-    assert missing_members(GROUP, ["n0", "n1", "x"]) == []
-    assert missing_members(GROUP, ["n0"]) == ["n1"]
+    members = [m.host for m in GROUP.members]
+    assert missing_members(members, ["n0", "n1", "x"]) == []
+    assert missing_members(members, ["n0"]) == ["n1"]
+    assert left_out_error("n0", "pair", members, ["n0", "n1"]) == ""
+    error = left_out_error("n0", "pair", members, ["n0"])
+    assert "this run leaves out n1" in error and "--limit n0 --limit n1" in error
 
 
 def test_verdict_counts_a_missing_result_as_failed() -> None:
