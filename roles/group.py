@@ -36,8 +36,8 @@ from llmfleet.hostpaths import GROUP_WATCH_SCRIPT, GROUP_WATCH_UNIT, HEALTH_SCRI
 from llmfleet.manifest import ReleaseManifest
 from llmfleet.unitfile import jinja_env
 
-from .facts import GroupLink, ServedModels
-from .health import SCRIPTS, Target, health_script, probe, probe_command
+from .facts import GroupLink
+from .health import SCRIPTS, Target, health_script, probe, probe_command, served_now
 from .release import activate_commands
 from .run import current_run, record
 
@@ -110,12 +110,12 @@ def report_back(
 def _probe_now(target: Target, judge: Judge) -> None:
     """What the member does now, for the summary when the run changes nothing."""
     if judge.is_head:
-        models = host.get_fact(ServedModels, port=target.port, key_env=target.key_env)
-        seen = None if models is None else {"ok": target.model in models, "models": models}
+        seen = served_now(target)
     else:
-        seen = host.get_fact(GroupLink, script=HEALTH_SCRIPT, connect=judge.connect)
+        link = host.get_fact(GroupLink, script=HEALTH_SCRIPT, connect=judge.connect)
+        seen = None if link is None else {**link, "probe": True}
     if seen is not None:
-        record(host.name).health = {**seen, "probe": True}
+        record(host.name).health = seen
 
 
 @deploy("Group watchdog")

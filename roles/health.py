@@ -100,6 +100,15 @@ def gate(
     raise RuntimeError(f"{failure}\n--- last journal lines of the failed release ---\n{tail}")
 
 
+def served_now(target: Target) -> dict | None:
+    """What the server lists right now (read-only), as the summary's probe result for a
+    run that changes nothing; None when nothing answers."""
+    models = host.get_fact(ServedModels, port=target.port, key_env=target.key_env)
+    if models is None:
+        return None
+    return {"ok": target.model in models, "probe": True, "models": models}
+
+
 def health_script() -> OperationMeta:
     """The gate's script on the host (it also judges workers and serves the watchdog)."""
     return files.put(
@@ -119,10 +128,10 @@ def health(
     restart: bool | Callable[[], bool] = False,
 ) -> OperationMeta:
     script = health_script()
-    models = host.get_fact(ServedModels, port=target.port, key_env=target.key_env)
-    if models is not None:
-        record(host.name).health = {"ok": target.model in models, "probe": True, "models": models}
-    gate_if = {"_if": any_changed(script, *changed)} if models is not None else {}
+    seen = served_now(target)
+    if seen is not None:
+        record(host.name).health = seen
+    gate_if = {"_if": any_changed(script, *changed)} if seen is not None else {}
     return python.call(
         name="Wait until serving (health, models, one completion)",
         function=gate,
