@@ -96,8 +96,9 @@ def roll(
         if failed_units > limit:
             out.stopped = True
             out.skipped = [h for b in plan[i:] for h in b]
+            what = "host(s)" if all(len(u) == 1 for u in units) else "host(s) or group(s)"
             say(
-                f"stopping: {failed_units} failed (host or group) > allowed {limit}; "
+                f"stopping: {failed_units} failed {what} > allowed {limit}; "
                 f"not touched: {', '.join(out.skipped) or 'none'}"
             )
             break

@@ -98,7 +98,9 @@ def test_rollout_stops_on_failed_groups_not_hosts() -> None:
         seen.append(batch)
         return {h: {"status": "failed" if h.startswith("g") else "healthy"} for h in batch}
 
-    out = roll(hosts, "1", "0", run, say=lambda m: None, units=units)
+    said: list[str] = []
+    out = roll(hosts, "1", "0", run, say=said.append, units=units)
+    assert said[-1] == "stopping: 1 failed host(s) or group(s) > allowed 0; not touched: a, b"
     # both members failed: one failed group > 0 allowed, so a and b are not touched
     assert seen == [["g1", "g2"]] and out.stopped and out.skipped == ["a", "b"]
     seen.clear()

@@ -29,7 +29,9 @@ def test_rollout_stops_at_the_threshold_and_leaves_the_rest_alone() -> None:
             h: {"status": "failed" if h == "h3" else "healthy", "detail": "boom"} for h in batch
         }
 
-    out = roll(HOSTS, "2", "0", run, say=lambda m: None)
+    said: list[str] = []
+    out = roll(HOSTS, "2", "0", run, say=said.append)
+    assert said[-1] == "stopping: 1 failed host(s) > allowed 0; not touched: h5, h6, h7"
     assert seen == [["h1", "h2"], ["h3", "h4"]]
     assert out.stopped and out.done == ["h1", "h2", "h4"]
     assert out.failed == {"h3": "failed: boom"}
