@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .errors import LlmfleetError
 from .outcome import GOOD, Status
@@ -56,8 +57,22 @@ class Rollout:
 Runner = Callable[[list[str]], dict[str, dict]]
 
 
+class BatchHook(Protocol):
+    """Called around each batch (the benchmark gate, ``llmfleet/benchgate.py``): ``after``
+    may turn a host's good result into a failure (it put the host back itself)."""
+
+    def before(self, batch: list[str]) -> None: ...
+
+    def after(self, batch: list[str], results: dict[str, dict]) -> dict[str, dict]: ...
+
+
 def roll(
-    hosts: list[str], size: str, max_fail: str, run: Runner, say: Callable[[str], None] = print
+    hosts: list[str],
+    size: str,
+    max_fail: str,
+    run: Runner,
+    say: Callable[[str], None] = print,
+    hook: BatchHook | None = None,
 ) -> Rollout:
     """Run ``run(batch)`` batch by batch; stop when failures exceed the threshold."""
     out = Rollout()
@@ -65,7 +80,11 @@ def roll(
     plan = batches(hosts, size)
     for i, batch in enumerate(plan, 1):
         say(f"batch {i}/{len(plan)}: {', '.join(batch)}")
+        if hook:
+            hook.before(batch)
         results = run(batch)
+        if hook:
+            results = hook.after(batch, results)
         for h in batch:
             status = results.get(h, {}).get("status", Status.FAILED.value)
             if status in {s.value for s in GOOD}:
