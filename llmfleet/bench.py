@@ -82,6 +82,8 @@ class Request:
     results: Path = field(default_factory=benchstore.default_root)
     client_source: Source | None = None
     timeout: float = 3600
+    # runs per workload; the best one (highest output tok/s) is kept
+    repeat: int = 1
 
 
 def hardware_name(cat: Catalog, hid: str) -> str:
@@ -239,7 +241,11 @@ def bench_fleet(
             )
             for p in params:
                 say(f"{hs.name}: release {hb.release}: {p.describe()}")
-                metrics = benchclient.run(client, venv, p, target, req.timeout)
+                tries = [
+                    benchclient.run(client, venv, p, target, req.timeout) for _ in range(req.repeat)
+                ]
+                # the best: whatever else ran on the machine only ever slows a run down
+                metrics = max(tries, key=lambda m: m.get("output_tok_s") or 0)
                 run = BenchRun(
                     host=hs.name,
                     release=hb.release or "",
@@ -249,6 +255,9 @@ def bench_fleet(
                     metrics=metrics,
                     client=benchclient.client_facts(client),
                     endpoint=target.url,
+                    repeats=tuple(m.get("output_tok_s") or 0 for m in tries)
+                    if req.repeat > 1
+                    else (),
                 )
                 hb.previous.append(
                     benchstore.previous(req.results, hs.name, run.release, p, client.digest, prefer)

@@ -58,6 +58,7 @@ def host_json(hb: HostBench, plot: str | None = None) -> dict[str, Any]:
             {
                 "params": run.params.to_json(),
                 "metrics": run.metrics.to_json(),
+                "repeats_output_tok_s": list(run.repeats),
                 "stored": str(hb.stored[i]) if i < len(hb.stored) else None,
                 "previous": (
                     {"release": prev.release, "metrics": prev.metrics.to_json()} if prev else None

@@ -44,6 +44,8 @@ class BenchRun:
     client: dict[str, Any]
     endpoint: str
     time: float = field(default_factory=time.time)
+    # output tok/s of every repeat when the run is the best of several (--repeat)
+    repeats: tuple[float, ...] = ()
 
     def comparable(self, params: BenchParams, client_digest: str) -> bool:
         return self.params.key() == params.key() and self.client.get("digest") == client_digest
@@ -60,6 +62,7 @@ class BenchRun:
             "client": self.client,
             "params": self.params.to_json(),
             "metrics": self.metrics.to_json(),
+            "repeats_output_tok_s": list(self.repeats),
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class BenchRun:
             client=data.get("client") or {},
             endpoint=data.get("endpoint", ""),
             time=float(data.get("time", 0)),
+            repeats=tuple(data.get("repeats_output_tok_s") or ()),
         )
 
 

@@ -404,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
         "percent is reverted and counts as failed",
     )
     ro.add_argument("--bench-results", type=Path, help="results directory of the gate")
+    ro.add_argument(
+        "--bench-repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="gate benchmarks per host: the best of N (default 3)",
+    )
     ro.set_defaults(func=cmd_rollout)
     add_bench_parser(sub)
 

@@ -11,6 +11,7 @@ from . import bench, benchstore
 from .benchreport import fmt, guide_caption, host_json, rows
 from .catalog import Catalog
 from .cli_fleet import _fleet
+from .errors import LlmfleetError
 from .terminal import console, err, print_json
 
 
@@ -51,6 +52,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--client-find-links", metavar="URL", help="wheelhouse for the client")
     b.add_argument("--client-index-url", metavar="URL", help="package index for the client")
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each workload N times and keep the best (a shared machine only slows "
+        "runs down); the JSON lists every repeat's output tok/s",
+    )
     b.add_argument("--timeout", type=float, default=3600, help="seconds per run (default 3600)")
     b.add_argument("--json", action="store_true", help="one object per host, for scripts")
     b.set_defaults(func=cmd_bench)
@@ -70,7 +79,14 @@ def request_from(a: argparse.Namespace) -> bench.Request:
         results=a.results or benchstore.default_root(),
         client_source=bench.env_source(a.client_find_links, a.client_index_url),
         timeout=a.timeout,
+        repeat=_positive(a.repeat, "--repeat"),
     )
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise LlmfleetError(f"{flag} {value}: 1 or more")
+    return value
 
 
 def cmd_bench(cat: Catalog, a: argparse.Namespace) -> int:

@@ -197,6 +197,8 @@ def _bench_gate(cat: Catalog, a: argparse.Namespace, say):
         _fleet(a.inventory, a.limit),
         a.bench_gate,
         revert,
-        req=bench.Request(results=a.bench_results or benchstore.default_root()),
+        req=bench.Request(
+            results=a.bench_results or benchstore.default_root(), repeat=a.bench_repeat
+        ),
         say=lambda m: console.print(m, highlight=False),
     )
