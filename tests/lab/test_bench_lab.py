@@ -28,10 +28,10 @@ from .labkit import ROOT, fresh_lab, run_pyinfra, ssh_run
 
 pytestmark = pytest.mark.lab
 
-# best-of-3 output tok/s of two benches of one unchanged release differ by less than this
+# best-of-5 output tok/s of two benches of one unchanged release differ by less than this
 # (measured on the shared 2-core machine: README "Benchmarks"); the gate sits above it
-NOISE_PCT = 30
-GATE_PCT = 40
+NOISE_PCT = 35
+GATE_PCT = 45
 RELEASES = "/var/lib/llmfleet/releases"
 
 
@@ -68,7 +68,7 @@ def current(host: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def first(lab1: dict[str, Any], results: Path) -> dict[str, Any]:
-    proc = llmfleet(results, "bench", "inventories/lab.py", "--repeat", "3", "--json")
+    proc = llmfleet(results, "bench", "inventories/lab.py", "--repeat", "5", "--json")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     (doc,) = json.loads(proc.stdout)
     return doc
@@ -87,7 +87,7 @@ def test_json_holds_every_metric_and_is_kept_with_the_release(
         assert isinstance(value, float), fig.key
     assert m["failed"] == 0 and m["completed"] == 32 and m["output_tok_s"] > 0
     assert m["ttft_ms"]["p50"] <= m["ttft_ms"]["p99"]
-    assert len(run["repeats_output_tok_s"]) == 3
+    assert len(run["repeats_output_tok_s"]) == 5
     assert max(run["repeats_output_tok_s"]) == m["output_tok_s"]
     stored = json.loads(Path(run["stored"]).read_text())
     assert Path(run["stored"]) == results / "lab1" / f"{first['release']}.json"
@@ -99,7 +99,7 @@ def test_second_bench_of_the_same_release_is_within_the_noise_and_the_table_prin
     first: dict[str, Any], results: Path
 ) -> None:
     proc = llmfleet(
-        results, "bench", "inventories/lab.py", "--repeat", "3", "--guide", "lambda-b200-vllm"
+        results, "bench", "inventories/lab.py", "--repeat", "5", "--guide", "lambda-b200-vllm"
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -114,7 +114,7 @@ def test_second_bench_of_the_same_release_is_within_the_noise_and_the_table_prin
     before = first["runs"][0]["metrics"]["output_tok_s"]
     spread = abs(again - before) / before * 100
     print(
-        f"unchanged release: best-of-3 output tok/s {before:.1f} then {again:.1f} ({spread:.1f}%)"
+        f"unchanged release: best-of-5 output tok/s {before:.1f} then {again:.1f} ({spread:.1f}%)"
     )
     assert spread < NOISE_PCT
 
@@ -142,10 +142,12 @@ def test_a_slower_release_trips_the_gate_and_is_reverted(
         str(GATE_PCT),
         "--bench-results",
         str(results),
+        "--bench-repeat",
+        "5",
         "--data",
         "flag.--max-num-seqs=1",
     )
-    print(proc.stdout[-4000:])
+    print(proc.stdout[-6000:])
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(rf"bench gate vs release {good}: output tok/s [\d.]+ vs [\d.]+", proc.stdout)
     assert f"reverted to {good}" in proc.stdout
