@@ -71,7 +71,7 @@ def plot_sweep(hb: HostBench, previous: list[BenchRun], out: Path) -> Path:
         ax.set_xlabel("output tokens/s (whole endpoint)")
         ax.set_ylabel(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best")
     wl = hb.runs[0].params if hb.runs else None
     fig.suptitle(
         f"{hb.host} ({hb.hardware}): {hb.recipe}, release {hb.release}"
