@@ -156,10 +156,9 @@ RUNNER = (
     "m = importlib.import_module(sys.argv[1])\n"
     "p = FlexibleArgumentParser(prog='vllm bench serve')\n"
     "m.add_cli_args(p)\n"
-    "args = p.parse_args(sys.argv[3:])\n"
-    "name = args.result_filename\n"
     "for i in range(int(sys.argv[2])):\n"
-    "    args.result_filename = name.replace('.json', '.%d.json' % i)\n"
+    "    args = p.parse_args(sys.argv[3:])  # anew: main() changes what it is given\n"
+    "    args.result_filename = args.result_filename.replace('.json', '.%d.json' % i)\n"
     "    m.main(args)\n"
 )
 
