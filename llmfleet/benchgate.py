@@ -3,8 +3,8 @@
 ``llmfleet rollout --bench-gate PCT`` calls :meth:`BenchGate.before` and
 :meth:`BenchGate.after` around each batch (``llmfleet/rollout.py``).  Before
 the batch, each host's current release needs a figure to be judged against:
-the stored run of that release with the same workload and client, or a run
-made now.  After the batch, each host that is healthy on a *new* release is
+the best stored run of that release with the same workload and client, or a
+run made now.  After the batch, each host that is healthy on a *new* release is
 benchmarked; if its output tok/s fell, or its p99 TPOT rose, by more than
 PCT percent (``benchmetrics.gate_verdict``), the host is put back on the
 release it ran before (``deploys/rollback.py --data release=ID``, itself
@@ -58,7 +58,7 @@ class BenchGate:
             except LlmfleetError as exc:
                 self.unmeasured[hs.name] = str(exc)
                 continue
-            stored = benchstore.latest(
+            stored = benchstore.best(
                 self.req.results, hs.name, hs.state.current, params[0], client.digest
             )
             self.baseline[hs.name] = (hs.state.current, stored)

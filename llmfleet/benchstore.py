@@ -116,6 +116,15 @@ def latest(
     return found[-1] if found else None
 
 
+def best(
+    root: Path, host: str, release: str, params: BenchParams, client_digest: str
+) -> BenchRun | None:
+    """The comparable run of ``release`` on ``host`` with the highest output tok/s: what the
+    rollout gate judges against (anything else on the machine only ever slows a run)."""
+    found = [r for r in load_runs(root, host, release) if r.comparable(params, client_digest)]
+    return max(found, key=lambda r: r.metrics.get("output_tok_s") or 0) if found else None
+
+
 def previous(
     root: Path,
     host: str,

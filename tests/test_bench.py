@@ -178,6 +178,9 @@ def test_results_are_kept_per_host_and_release(tmp_path: Path) -> None:
     assert benchstore.previous(tmp_path, "lab1", "ddd", p, "d1", prefer="aaa").release == "aaa"
     assert benchstore.previous(tmp_path, "lab1", "ddd", p, "d1").release == "bbb"
     assert benchstore.previous(tmp_path, "lab2", "ddd", p, "d1") is None
+    # the gate judges against the best run of a release: a later, slower one does not lower it
+    benchstore.save(tmp_path, run_of("lab1", "aaa", 90, 5))
+    assert benchstore.best(tmp_path, "lab1", "aaa", p, "d1").metrics.get("output_tok_s") == 110
 
 
 def test_rows_set_each_figure_beside_guide_and_previous(catalog) -> None:
