@@ -76,7 +76,11 @@ def plot_sweep(hb: HostBench, previous: list[BenchRun], out: Path) -> Path:
     fig.suptitle(
         f"{hb.host} ({hb.hardware}): {hb.recipe}, release {hb.release}"
         + (f"; in {wl.input_len} / out {wl.output_len}, {wl.num_prompts} prompts" if wl else "")
-        + (f"; stars: {hb.guide_recipe}'s published points" if hb.guide_points else "")
+        + (
+            f"; stars: {hb.guide_recipe}'s published points"
+            if any(g.published.figures for g in hb.guide_points)
+            else ""
+        )
     )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
