@@ -123,6 +123,11 @@ def worse_by_pct(fig: Figure, new: float | None, old: float | None) -> float | N
 
 # what the rollout gate watches: throughput and the tail of the decode speed
 GATE_FIGURES = ("output_tok_s", "tpot_ms.p99")
+# A latency change smaller than this is not judged, however large in percent: the client
+# sees decode time only through the HTTP stream, and a server that coalesces its output
+# chunks (vLLM does when its API process falls behind the engine, as the lab's tiny CPU
+# model does) shows a TPOT of 0-3 ms that swings by thousands of percent between runs.
+GATE_MIN_MS = 1.0
 
 
 def gate_verdict(new: Metrics, old: Metrics, pct: float) -> list[str]:
@@ -131,6 +136,8 @@ def gate_verdict(new: Metrics, old: Metrics, pct: float) -> list[str]:
     for key in GATE_FIGURES:
         fig = FIGURE_BY_KEY[key]
         worse = worse_by_pct(fig, new.get(key), old.get(key))
+        if fig.unit == "ms" and abs((new.get(key) or 0) - (old.get(key) or 0)) < GATE_MIN_MS:
+            continue
         if worse is not None and worse > pct:
             why.append(
                 f"{fig.label} {new.get(key):.2f} vs {old.get(key):.2f} "

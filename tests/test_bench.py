@@ -143,6 +143,9 @@ def test_gate_verdict_watches_throughput_tail_tpot_and_failures() -> None:
     assert "TPOT p99 13.00 vs 10.00 (30.0% worse" in gate_verdict(metrics(500, 13), old, 10)[0]
     assert gate_verdict(metrics(500, 10, failed=2), old, 10) == ["failed requests 2 vs 0"]
     assert gate_verdict(metrics(900, 5), old, 0) == []  # better is never a failure
+    # sub-millisecond TPOTs (a server coalescing its stream) are below what the gate judges
+    assert gate_verdict(metrics(500, 0.9), metrics(500, 0.01), 10) == []
+    assert "TPOT p99 2.10" in gate_verdict(metrics(500, 2.1), metrics(500, 0.01), 10)[0]
 
 
 def run_of(host: str, release: str, out_tok_s: float, t: float, conc: int = 4) -> BenchRun:

@@ -4,7 +4,7 @@ One lab host, one deploy: the lab recipe's lab-sized workload through the
 pinned client (built from the lab's wheelhouse), the JSON with every figure,
 the comparison table, a second bench of the same release within the stated
 noise, a sweep's plot, and a deliberately slower release (``--max-num-seqs
-1`` against 4) that the gate reverts.  About 9 minutes on 2 cores.
+1`` against 4) that the gate reverts.  About 4.5 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -278,7 +278,8 @@ def test_rollout_under_load_restarts_each_server_once_and_fails_no_request(
     took = time.monotonic() - start
     time.sleep(2)  # the last server back in under load
     report = load.finish()
-    print(f"rollout of {len(fleet['servers'])} servers under load: {took:.0f}s; load: {report.line()}")
+    n = len(fleet["servers"])
+    print(f"rollout of {n} servers under load: {took:.0f}s; load: {report.line()}")
     print(f"sent {report.sent}, failed {report.failed}, p99 {report.p99_ms:.0f} ms")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     for host in fleet["servers"]:
