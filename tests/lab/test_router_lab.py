@@ -80,7 +80,7 @@ class Load:
     def __init__(self, url: str, key: str) -> None:
         self.stop = threading.Event()
         self.spec = LoadSpec(
-            url=url, requests=50_000, duration=1200, concurrency=2, api_key=key, watch=True
+            url=url, requests=50_000, duration=1200, concurrency=2, rate=20, api_key=key, watch=True
         )
         self.report: LoadReport | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
