@@ -30,6 +30,7 @@ class SwarmMember:
     host: str
     address: str
     needs: bool  # its snapshot is not whole yet
+    port: int = 8099  # its peer server (weights_peer_port)
 
 
 def origins(members: list[SwarmMember]) -> list[str]:
@@ -43,7 +44,6 @@ def origins(members: list[SwarmMember]) -> list[str]:
 def swarm_plan(
     members: list[SwarmMember],
     me: str,
-    port: int,
     piece_mb: int,
     *,
     dead_after_s: float = 10,
@@ -56,8 +56,8 @@ def swarm_plan(
     return {
         "me": me,
         "bind": mine.address,
-        "port": port,
-        "members": {m.host: f"http://{m.address}:{port}" for m in ordered},
+        "port": mine.port,
+        "members": {m.host: f"http://{m.address}:{m.port}" for m in ordered},
         "origins": origins(ordered),
         "seeds": [m.host for m in ordered if not m.needs],
         "piece_bytes": piece_mb << 20,
