@@ -759,7 +759,8 @@ class Swarm:
                     p for p in self.peers if self.alive(p) and not self.views.get(p, {}).get("done")
                 ]
             if not waiting:
-                time.sleep(1.5)  # two of their polls: they see this host done too
+                if self.peers:
+                    time.sleep(1.2)  # two of their polls: they see this host done too
                 return
             time.sleep(0.5)
         log(f"stopped serving after {seconds:.0f} s; not done yet: {', '.join(waiting)}")
