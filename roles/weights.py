@@ -267,6 +267,7 @@ def swarm_command(
         q(plan_path),
         *_target_args(w.repo, w.commit, w.hf_home, marker, w.workers, progress),
     ]
+    args += [a for pattern in w.include for a in ("--include", q(pattern))]
     if verify:
         args.append("--verify")
     return " ".join([*(f"{k}={q(v)}" for k, v in env.items()), *args])

@@ -124,6 +124,7 @@ class FileState:
         self.complete = False  # checked whole against the Hub and renamed into place
         self.streaming = False  # an upstream stream of this file is running here
         self.queued = False  # waiting for the whole-file check
+        self.failures = 0  # upstream attempts for this file that failed in a row
 
     def span(self, k: int) -> tuple[int, int]:
         start = k * self.piece
@@ -215,6 +216,7 @@ class Store:
                 fh.write(f"{k} {digest}\n")
             fs.have.add(k)
             fs.hashes[k] = digest
+            fs.failures = 0
             self.changed.notify_all()
 
     def drop(self, fs: FileState) -> None:
@@ -614,13 +616,23 @@ class Swarm:
             finally:
                 closing(resp, conn, sock)
         except Exception as exc:
-            log(f"{fs.name} from upstream: {type(exc).__name__}: {exc}")
-            time.sleep(1)
+            self.upstream_failed(fs, f"{fs.name} from upstream: {type(exc).__name__}: {exc}")
         finally:
             with self.store.lock:
                 fs.streaming = False
                 self.store.changed.notify_all()
         self.maybe_check(fs)
+
+    def upstream_failed(self, fs: FileState, why: str) -> None:
+        """Log it; the third failure in a row for one file ends the run with it (a
+        gated repo without a token, a dead mirror: waiting longer helps nobody)."""
+        log(why)
+        with self.store.lock:
+            fs.failures += 1
+            if fs.failures >= 3:
+                self.store.failed = why
+                self.store.changed.notify_all()
+        time.sleep(1)
 
     def piece_from_upstream(self, fs: FileState, k: int) -> None:
         """One piece from upstream: after a corrupt peer, or when no live peer will
@@ -654,8 +666,8 @@ class Swarm:
             log(f"piece {k} of {fs.name}: fetched from upstream")
             self.store.mark(fs, k, hash_range(fs.part, s, n))
         except Exception as exc:
-            log(f"piece {k} of {fs.name} from upstream: {type(exc).__name__}: {exc}")
-            time.sleep(1)
+            why = f"piece {k} of {fs.name} from upstream: {type(exc).__name__}: {exc}"
+            self.upstream_failed(fs, why)
         finally:
             with self.store.lock:
                 self.inflight.discard((fs.name, k))
@@ -735,6 +747,8 @@ class Swarm:
         with self.store.lock:
             while not self.store.done() and time.monotonic() < deadline:
                 self.store.changed.wait(1.0)
+                if self.store.failed:
+                    break
                 if (
                     not self.upstream
                     and time.monotonic() - self.started > self.grace
@@ -786,6 +800,7 @@ def main() -> int:
     p.add_argument("--marker", required=True)
     p.add_argument("--workers", type=int, default=8, help="pieces fetched from peers at once")
     p.add_argument("--progress")
+    p.add_argument("--include", action="append", default=[], help="only files matching")
     p.add_argument("--verify", action="store_true", help="check a seed's files' checksums too")
     a = p.parse_args()
     start = time.time()
@@ -807,7 +822,7 @@ def main() -> int:
         from huggingface_hub import HfApi, constants
 
         try:
-            files = fetch.manifest(HfApi(), a.repo, a.revision, [])
+            files = fetch.manifest(HfApi(), a.repo, a.revision, a.include)
         except Exception as exc:
             log(f"cannot list {where} from {constants.ENDPOINT}: {type(exc).__name__}: {exc}")
             return 2
@@ -820,11 +835,19 @@ def main() -> int:
         log(problem)
         return 3
     swarm = Swarm(a, plan, store, upstream)
-    server = serve(store, plan["me"], plan["bind"], int(plan["port"]), swarm.finished)
+    try:
+        server = serve(store, plan["me"], plan["bind"], int(plan["port"]), swarm.finished)
+    except OSError as exc:
+        log(
+            f"cannot serve peers on {plan['bind']}:{plan['port']}: {exc} (is a fan-out or "
+            "another swarm still serving there? weights_peer_port sets the port)"
+        )
+        return 2
     try:
         if not swarm.run(unchecked, float(plan.get("give_up_s", 6 * 3600))):
             missing = sorted(n for n, fs in store.files.items() if not fs.ready())
-            log(f"{where}: gave up with {len(missing)} files incomplete: {missing[:5]}")
+            why = f" ({store.failed})" if store.failed else ""
+            log(f"{where}: gave up with {len(missing)} file(s) incomplete{why}: {missing[:5]}")
             return 1
         record = {
             "repo": a.repo,
