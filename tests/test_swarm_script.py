@@ -238,3 +238,32 @@ def test_the_plan_says_who_fetches_from_upstream() -> None:
     plan = swarm_plan(seeded, "lab2", 16)
     assert plan["origins"] == [] and plan["seeds"] == ["lab1"]
     assert "everything from lab1 (no Hub bytes)" in describe(plan)
+
+
+def test_swarm_command_names_only_the_token_file() -> None:
+    from llmfleet.hostpaths import HF_TOKEN
+    from llmfleet.serveplan import WeightsPlan
+    from roles.weights import swarm_command
+
+    w = WeightsPlan(
+        repo=REPO,
+        commit="c" * 40,
+        hf_home="/srv/hf",
+        endpoint="http://mirror:8090",
+        source=None,  # type: ignore[arg-type]
+        workers=4,
+        include=["*.safetensors"],
+        verify=False,
+        hub_requirement="huggingface_hub",
+        swarm=(("lab1", "10.0.0.1", 8099),),
+    )
+    cmd = swarm_command("/srv/hf/llmfleet/run/swarm-plan.json", w, "/m", "/p", True, True)
+    assert cmd == (
+        "HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DOWNLOAD_TIMEOUT=60 HF_ENDPOINT=http://mirror:8090 "
+        f"HF_TOKEN_PATH={HF_TOKEN} /opt/llmfleet/tools/hub/bin/python "
+        "/opt/llmfleet/bin/llmfleet-swarm.py --plan /srv/hf/llmfleet/run/swarm-plan.json "
+        f"--repo {REPO} --revision {'c' * 40} --cache-dir /srv/hf/hub --marker /m "
+        "--workers 4 --progress /p --include '*.safetensors' --verify"
+    )
+    bare = swarm_command("/x", w, "/m", "/p", False, False)
+    assert "HF_TOKEN" not in bare and "--verify" not in bare
