@@ -21,7 +21,9 @@ the site mirror's cache host):
    * ``direct``: every host pulls from the Hub (``llmfleet-fetch.py pull``);
    * ``mirror``: every host pulls from the site mirror;
    * ``swarm``: ``llmfleet-swarm.py`` with the plan the role writes
-     (``llmfleet.swarmplan``), every host a first source, the Hub upstream.
+     (``llmfleet.swarmplan``), every host a first source, the Hub upstream;
+   * ``swarm+mirror``: the same with the mirror upstream (its one capped NIC
+     sends each file once; the hosts share the rest).
    Hub bytes are what the control machine sent onto the lab bridge in that
    timing (host-to-host traffic is not counted there; a little SSH is).
 4. The raw limit of one capped link: the same files fetched by parallel
@@ -213,11 +215,12 @@ def main() -> int:
             hs = fleet[:n]
             members = [SwarmMember(h["name"], h["address"], True) for h in hs]
             plans = {h["name"]: swarm_plan(members, h["name"], a.piece_mb) for h in hs}
-            for mode in ("direct", "mirror", "swarm"):
-                where = f"{BENCH}/{mode}"
-                if mode == "swarm":
-                    cmd = lambda h, w=where, ps=plans: swarm_cmd(  # noqa: E731
-                        hub.url, repo, commit, w, ps[h["name"]]
+            for mode in ("direct", "mirror", "swarm", "swarm+mirror"):
+                where = f"{BENCH}/{mode.replace('+', '-')}"
+                if mode.startswith("swarm"):
+                    up = hub.url if mode == "swarm" else mirror_url
+                    cmd = lambda h, w=where, ps=plans, u=up: swarm_cmd(  # noqa: E731
+                        u, repo, commit, w, ps[h["name"]]
                     )
                 else:
                     url = hub.url if mode == "direct" else mirror_url
@@ -225,11 +228,11 @@ def main() -> int:
                 run = timed(hs, cmd, f"rm -rf {BENCH}/*")
                 outs = [json.loads(o.strip().splitlines()[-1]) for o in run.pop("outputs")]
                 entry = {"n": n, "mode": mode, **run, "copies": round(run["hub_bytes"] / size, 2)}
-                if mode == "swarm":
+                if mode.startswith("swarm"):
                     entry["done_s"] = max(o["seconds"] for o in outs)  # before lingering
                 result["runs"].append(entry)
                 log(
-                    f"N={n} {mode:<6} {entry['seconds']:6.1f} s  Hub bytes {run['hub_bytes']:>13,}"
+                    f"N={n} {mode:<12} {entry['seconds']:6.1f} s  Hub bytes {run['hub_bytes']:>13,}"
                     f" ({entry['copies']:.2f} copies)"
                 )
         cap(state["hosts"], None)
@@ -262,15 +265,16 @@ def report(r: dict) -> str:
         f"{size / MB:.0f} MB ({r['shards']} shards, {r['piece_mb']} MiB swarm pieces), every lab "
         f"host's link capped at {rate} Mbit/s ({rate / 8:.1f} MB/s) both ways",
         "",
-        f"{'N':>3} {'direct s':>9} {'mirror s':>9} {'swarm s':>8}   {'Hub copies d/m/s':>18}"
-        f"   {'swarm / 1-host':>14}",
+        f"{'N':>3} {'direct s':>9} {'mirror s':>9} {'swarm s':>8} {'swarm+mirror s':>15}"
+        f"   {'Hub copies d/m/s/s+m':>24}   {'swarm / 1-host':>14}",
     ]
     for n in sizes:
         d, m, s = by[(n, "direct")], by[(n, "mirror")], by[(n, "swarm")]
+        sm = by[(n, "swarm+mirror")]
         lines.append(
-            f"{n:>3} {d['seconds']:>9.1f} {m['seconds']:>9.1f} {s['seconds']:>8.1f}   "
-            f"{d['copies']:>5.2f} {m['copies']:>5.2f} {s['copies']:>5.2f}   "
-            f"{s['seconds'] / one:>13.2f}x"
+            f"{n:>3} {d['seconds']:>9.1f} {m['seconds']:>9.1f} {s['seconds']:>8.1f} "
+            f"{sm['seconds']:>15.1f}   {d['copies']:>5.2f} {m['copies']:>5.2f} "
+            f"{s['copies']:>5.2f} {sm['copies']:>5.2f}   {s['seconds'] / one:>13.2f}x"
         )
     lines += [
         "(seconds from start until all N hosts hold the checkpoint checked against the Hub's "
