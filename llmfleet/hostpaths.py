@@ -27,6 +27,8 @@ TOOLS_DIR = f"{OPT}/tools"
 UV = f"{TOOLS_DIR}/bin/uv"
 HUB_VENV = f"{TOOLS_DIR}/hub"
 FETCH_SCRIPT = f"{BIN_DIR}/llmfleet-fetch.py"
+# beside the fetch script: the swarm imports its manifest, marker and body-copy code
+SWARM_SCRIPT = f"{BIN_DIR}/llmfleet-swarm.py"
 HEALTH_SCRIPT = f"{BIN_DIR}/llmfleet-health.py"
 # beside the health script: it reads connections with the health script's code
 GROUP_WATCH_SCRIPT = f"{BIN_DIR}/llmfleet-group-watch.py"

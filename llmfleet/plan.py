@@ -125,12 +125,13 @@ def serve_plan(
     image: str | None = None,
     peer_address: str | None = None,
     serves_peers: bool = False,
+    swarm: tuple[tuple[str, str, int], ...] = (),
 ) -> ServePlan:
     """Everything the serve deploy applies to this host (see ``llmfleet/serveplan.py``)."""
     assert plan.recipe is not None and plan.rendered is not None
     recipe = catalog.recipe(plan.recipe)
     s = plan.settings
-    weights = weights_plan(s, plan.rendered.model_repo, commit, peer_address, serves_peers)
+    weights = weights_plan(s, plan.rendered.model_repo, commit, peer_address, serves_peers, swarm)
     key = api_key_for(plan.host, s, catalog.engines[recipe.engine])
     return build_serve_plan(
         catalog, plan.host, s, recipe, weights, api_key=key, image=image, group=plan.group

@@ -43,6 +43,9 @@ class WeightsPlan:
     peer_address: str | None = None
     serves_peers: bool = False
     peer_port: int = 8099
+    # swarm: every member (host, address, port) of the run pulling this snapshot
+    swarm: tuple[tuple[str, str, int], ...] = ()
+    piece_mb: int = 16
 
     @property
     def label(self) -> str:
@@ -80,7 +83,12 @@ class ServePlan:
 
 
 def weights_plan(
-    s: Settings, repo: str, commit: str, peer_address: str | None, serves_peers: bool
+    s: Settings,
+    repo: str,
+    commit: str,
+    peer_address: str | None,
+    serves_peers: bool,
+    swarm: tuple[tuple[str, str, int], ...] = (),
 ) -> WeightsPlan:
     return WeightsPlan(
         repo=repo,
@@ -96,6 +104,8 @@ def weights_plan(
         peer_address=peer_address,
         serves_peers=serves_peers,
         peer_port=s.weights_peer_port,
+        swarm=swarm,
+        piece_mb=s.weights_piece_mb,
     )
 
 

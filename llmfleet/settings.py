@@ -269,6 +269,15 @@ class Settings:
     weights_peer_port: int = key(
         8099, "port the peer serves weights on", (SERVE, WEIGHTS), minimum=1, maximum=65535
     )
+    weights_swarm: bool = key(
+        False,
+        "every host of the run pulling the same snapshot serves its verified pieces to "
+        "the others (the Hub sends one copy; upload capacity grows with the fleet)",
+        (SERVE, WEIGHTS),
+    )
+    weights_piece_mb: int = key(
+        16, "piece size of the swarm, MiB", (SERVE, WEIGHTS), minimum=1, maximum=1024
+    )
     # --- container runtime (docker recipes) and the site registry (deploys/registry.py)
     image_registry: str | None = key(
         None,

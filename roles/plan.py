@@ -126,6 +126,32 @@ def _peers(plan: HostPlan, fleet: dict[str, HostPlan]) -> tuple[str | None, bool
     return address, serves
 
 
+def _swarm(plan: HostPlan, fleet: dict[str, HostPlan]) -> tuple[tuple[str, str, int], ...]:
+    """The swarm this host is in: every host of this run (its ``--limit``) with
+    ``weights_swarm`` that pulls the same repo at the same revision, as (host,
+    address, peer port), sorted; empty without ``weights_swarm``."""
+    s = plan.settings
+    if not s.weights_swarm:
+        return ()
+    if s.weights_peer:
+        raise LlmfleetError(
+            f"{plan.host}: weights_swarm and weights_peer both set: choose one "
+            "(the swarm already copies from every host that has the weights)"
+        )
+    mine = revision_key(plan)
+    return tuple(
+        sorted(
+            (p.host, p.address, p.settings.weights_peer_port)
+            for p in fleet.values()
+            if p.ok
+            and p.rendered
+            and p.settings.weights_swarm
+            and revision_key(p) == mine
+            and state.is_host_in_limit(inventory.get_host(p.host))
+        )
+    )
+
+
 def _validated() -> tuple[Catalog, HostPlan, dict[str, HostPlan]] | None:
     catalog = load()
     fleet = _fleet(catalog)
@@ -157,6 +183,7 @@ def current() -> ServePlan | None:
             image=_image(plan),
             peer_address=address,
             serves_peers=serves,
+            swarm=_swarm(plan, fleet),
         )
     except LlmfleetError as exc:
         fail_host(_named(exc))
@@ -215,7 +242,12 @@ def pull_only() -> PullPlan | None:
     try:
         address, serves = _peers(plan, fleet)
         weights = weights_plan(
-            plan.settings, plan.rendered.model_repo, _commit(plan), address, serves
+            plan.settings,
+            plan.rendered.model_repo,
+            _commit(plan),
+            address,
+            serves,
+            _swarm(plan, fleet),
         )
     except LlmfleetError as exc:
         fail_host(_named(exc))

@@ -33,6 +33,8 @@ class Run:
     lock: Any = field(default_factory=threading.Lock)
     # peer host name -> True once a host that copies from it was prepared
     peer_needed: dict[str, bool] = field(default_factory=dict)
+    # swarm member -> whether its snapshot is not whole (filled while hosts prepare)
+    swarm_needs: dict[str, bool] = field(default_factory=dict)
     title: str | None = None
     # serving group -> member -> its health gate's result, for the group's verdict
     group_results: dict[str, dict[str, dict]] = field(default_factory=dict)

@@ -29,16 +29,18 @@ from pyinfra.operations import files, python, server
 
 from llmfleet.hostpaths import FETCH_SCRIPT as HOST_SCRIPT
 from llmfleet.hostpaths import HF_TOKEN as TOKEN_PATH
-from llmfleet.hostpaths import HUB_VENV, TOOLS_DIR, weights_marker, weights_run_dir
+from llmfleet.hostpaths import HUB_VENV, SWARM_SCRIPT, TOOLS_DIR, weights_marker, weights_run_dir
 from llmfleet.hubapi import control_token
 from llmfleet.outcome import human_bytes
 from llmfleet.serveplan import WeightsPlan
+from llmfleet.swarmplan import SwarmMember, describe, plan_json, swarm_plan
 
 from .accounts import secret_file
 from .pyenvs import ensure_venv
 from .run import current_run, record
 
 SCRIPT = Path(__file__).resolve().parent.parent / "files" / "scripts" / "llmfleet-fetch.py"
+SWARM = SCRIPT.with_name("llmfleet-swarm.py")
 
 
 class SnapshotState(FactBase):
@@ -100,7 +102,9 @@ def pull_command(
     return " ".join([*(f"{k}={q(v)}" for k, v in env.items()), *args])
 
 
-def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None:
+def _run_pull(
+    command: str, run_dir: str, label: str, poll: float = 2.0, record_pull: bool = True
+) -> None:
     """Start the pull detached on the host, then print its progress until it ends.
 
     Detached so a dropped SSH connection does not kill a multi-hour pull; the
@@ -154,6 +158,8 @@ def _run_pull(command: str, run_dir: str, label: str, poll: float = 2.0) -> None
         )
     if code != "0":
         raise RuntimeError(f"{host.name}: weights: pull of {label} failed (exit {code}):\n{tail}")
+    if not record_pull:  # a swarm member that only served: nothing was pulled here
+        return
     summary = tail.splitlines()[-1] if tail else "{}"
     wall = round(time.monotonic() - began, 1)
     rec = record(host.name)
@@ -245,6 +251,87 @@ def _token_ops(token: str | None, ops: list[OperationMeta]) -> None:
         ops.append(secret_file("Hub token (0600, removed after the pull)", token, TOKEN_PATH))
 
 
+def swarm_command(
+    plan_path: str, w: WeightsPlan, marker: str, progress: str, verify: bool, token: bool
+) -> str:
+    q = shlex.quote
+    env = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+    if w.endpoint:
+        env["HF_ENDPOINT"] = w.endpoint
+    if token:
+        env["HF_TOKEN_PATH"] = TOKEN_PATH
+    args = [
+        f"{HUB_VENV}/bin/python",
+        SWARM_SCRIPT,
+        "--plan",
+        q(plan_path),
+        *_target_args(w.repo, w.commit, w.hf_home, marker, w.workers, progress),
+    ]
+    args += [a for pattern in w.include for a in ("--include", q(pattern))]
+    if verify:
+        args.append("--verify")
+    return " ".join([*(f"{k}={q(v)}" for k, v in env.items()), *args])
+
+
+def _run_swarm(members: list[tuple[str, str, int]], needs: dict[str, bool], **kw) -> None:
+    """At run time, when every member's state is known: the plan for this host, written
+    where a person can read it, then the swarm (or, on a member that has it all, the
+    serving of it) until every member is done."""
+    me = host.name
+    known = [SwarmMember(h, a, needs[h], port) for h, a, port in members if h in needs]
+    plan = swarm_plan(known, me, kw["piece_mb"])
+    path = f"{kw['run_dir']}/swarm-plan.json"
+    ok, out = host.run_shell_command(
+        f"mkdir -p {shlex.quote(kw['run_dir'])} && cat > {shlex.quote(path)} <<'LLMFLEET_EOF'\n"
+        f"{plan_json(plan)}\nLLMFLEET_EOF"
+    )
+    if not ok:
+        raise RuntimeError(f"{me}: weights: could not write the swarm plan: {out.stderr}")
+    print(f"    [{me}] weights: {describe(plan)} (plan: {path})", flush=True)
+    label = kw["label"] if needs[me] else f"{kw['label']} (serving the swarm)"
+    _run_pull(kw["command"], kw["run_dir"], label, record_pull=needs[me])
+
+
+def _swarm_ops(w: WeightsPlan, state: dict, marker: str, run_dir: str, ops: list) -> None:
+    """Every member gets the scripts and the tool venv; the members that need the
+    snapshot get the token; one operation for all members runs the swarm, and is
+    skipped on every member when none needs anything (a re-run moves no bytes)."""
+    run = current_run()
+    needs = not state.get("ok")
+    run.swarm_needs[host.name] = needs
+    if state.get("bad"):
+        print(f"    [{host.name}] weights: {w.label} needs repair: {state['bad']}")
+    ops.append(files.directory(name="Weights cache", path=f"{w.hf_home}/llmfleet", mode="755"))
+    ops.append(files.put(name="Fetch script", src=str(SCRIPT), dest=HOST_SCRIPT, mode="755"))
+    ops.append(files.put(name="Swarm script", src=str(SWARM), dest=SWARM_SCRIPT, mode="755"))
+    ensure_venv("Hub tools", HUB_VENV, [w.hub_requirement], w.source, ops, parent=TOOLS_DIR)
+    token = control_token() if needs else None
+    _token_ops(token, ops)
+    names = [m[0] for m in w.swarm]
+    ops.append(
+        python.call(
+            name="Swarm weights (every host serves what it holds)",
+            function=_run_swarm,
+            members=list(w.swarm),
+            needs=run.swarm_needs,
+            command=swarm_command(
+                f"{run_dir}/swarm-plan.json",
+                w,
+                marker,
+                f"{run_dir}/progress.json",
+                w.verify or bool(state.get("bad")),
+                bool(token),
+            ),
+            run_dir=run_dir,
+            label=w.label,
+            piece_mb=w.piece_mb,
+            _if=lambda: any(run.swarm_needs.get(n) for n in names),
+        )
+    )
+    if token:
+        ops.append(files.file(name="No Hub token left on the host", path=TOKEN_PATH, present=False))
+
+
 @deploy("Model weights")
 def weights(w: WeightsPlan, ops: list[OperationMeta]) -> None:
     """Pull the plan's snapshot from the Hub (or mirror); with ``w.peer``, copy from that
@@ -253,6 +340,9 @@ def weights(w: WeightsPlan, ops: list[OperationMeta]) -> None:
     marker = weights_marker(w.hf_home, w.repo, w.commit)
     run_dir = weights_run_dir(w.hf_home)
     state = host.get_fact(SnapshotState, marker=marker, hashes=w.verify)
+    if w.swarm:
+        _swarm_ops(w, state, marker, run_dir, ops)
+        return
     run = current_run()
     me = host.name  # for the run-time checks below (the `host` proxy moves on)
     token = None

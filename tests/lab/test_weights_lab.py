@@ -105,6 +105,23 @@ def slow_link_to(lab_state: dict[str, Any]) -> Iterator[None]:
         subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
 
 
+@pytest.fixture
+def slow_links(lab_state: dict[str, Any]) -> Iterator[None]:
+    """Every lab host's downloads at 80 Mbit/s (10 MB/s): a swarm of 134 MB takes ~15 s."""
+    devs = [f"llmfl-{h['name']}" for h in lab_state["hosts"]]
+    for dev in devs:
+        subprocess.run(
+            ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "80mbit"]
+            + ["burst", "64kb", "latency", "500ms"],
+            check=True,
+        )
+    try:
+        yield
+    finally:
+        for dev in devs:
+            subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
+
+
 def test_pull_then_a_second_run_changes_nothing(lab_state: dict[str, Any]) -> None:
     first = weights()
     assert first.returncode == 0, first.stdout[-3000:]
@@ -264,3 +281,104 @@ def test_fan_out_from_a_peer_costs_the_hub_one_copy(lab_state: dict[str, Any]) -
     assert not ssh(lab_state["hosts"][0], "ss -Htln 'sport = :8099'")  # nothing left running
     again = weights(*args)
     assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
+
+
+SWARM_HOME = "/var/lib/llmfleet/hf-swarm"
+SWARM = [
+    "--data",
+    f"model_repo={SHARDS}",
+    "--data",
+    f"hf_home={SWARM_HOME}",
+    "--data",
+    "weights_swarm=true",
+    "--data",
+    "weights_piece_mb=4",
+]
+
+
+def swarm_marker(host: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(ssh(host, f"cat {SWARM_HOME}/llmfleet/*shards@*.complete"))
+
+
+def test_swarm_costs_the_hub_one_copy_and_a_rerun_moves_nothing(
+    lab_state: dict[str, Any],
+) -> None:
+    assert weights().returncode == 0  # the tools first, so the count is the weights alone
+    before = hub_bytes_sent()
+    swarm = weights(*SWARM)
+    sent = hub_bytes_sent() - before
+    assert swarm.returncode == 0, swarm.stdout[-3000:]
+    size = N_SHARDS * (SHARD_MB << 20)
+    print(f"Hub bytes for 2 hosts with the swarm: {sent} ({sent / size:.2f} copies)")
+    assert size <= sent < 1.2 * size
+    assert "swarm of 2 host(s), 4 MiB pieces, first sources lab1, lab2" in swarm.stdout
+    for host, other in zip(lab_state["hosts"], reversed(lab_state["hosts"]), strict=True):
+        marker = swarm_marker(host)
+        assert marker["transfer"] == "swarm" and marker["verified"] is True
+        assert marker["swarm"]["peer_bytes"][other["name"]] > 0  # each served the other
+        assert not ssh(host, "ss -Htln 'sport = :8099'")  # nothing left serving
+        assert not ssh(host, f"ls {SWARM_HOME}/hub/*/blobs | grep llmfleet || true")
+    before = hub_bytes_sent()
+    again = weights(*SWARM)
+    assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
+    assert hub_bytes_sent() - before < 2_000_000  # SSH only
+
+
+def test_swarm_detects_a_corrupt_piece_from_a_peer_and_fetches_it_again(
+    lab_state: dict[str, Any],
+) -> None:
+    lab1, lab2 = lab_state["hosts"]
+    snap = f"{SWARM_HOME}/hub/models--llmfleet-lab--shards/snapshots/*"
+    shard = "model-00003-of-00008.safetensors"
+    # lab1 keeps a same-size corruption in piece 1 (sizes look fine: it stays a seed)
+    blob = f"$(readlink -f {snap}/{shard})"
+    ssh(lab1, f"printf XXXX | dd of={blob} bs=1 seek={5 << 20} conv=notrunc 2>/dev/null")
+    ssh(lab2, f"rm -rf {SWARM_HOME}")
+    before = hub_bytes_sent()
+    healed = weights(*SWARM)
+    sent = hub_bytes_sent() - before
+    assert healed.returncode == 0, healed.stdout[-3000:]
+    assert "everything from lab1 (no Hub bytes)" in healed.stdout
+    marker = swarm_marker(lab2)
+    assert marker["swarm"]["corrupt"] == [{"file": shard, "piece": 1, "peer": "lab1"}]
+    assert marker["refetched"] == [shard]
+    assert f"piece 1 of {shard} from lab1 failed its checksum" in ssh(
+        lab2, f"cat {SWARM_HOME}/llmfleet/run/pull.log"
+    )
+    # the one piece from the Hub (olah ignores Range: the bytes before it too), the rest
+    # from lab1
+    assert sent < (8 << 20) + 3_000_000
+    check = weights(*SWARM, "--data", "weights_verify=true", "--limit", "lab2")
+    assert check.returncode == 0 and changed(check) == 0, check.stdout[-3000:]
+
+
+def test_a_host_killed_mid_swarm_does_not_stop_the_other(
+    lab_state: dict[str, Any], slow_links: None
+) -> None:
+    lab1, lab2 = lab_state["hosts"]
+    for host in (lab1, lab2):
+        ssh(host, f"rm -rf {SWARM_HOME}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploys/weights.py"] + SWARM,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HF_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    blobs = f"{SWARM_HOME}/hub/models--llmfleet-lab--shards/blobs"
+    deadline = time.monotonic() + 300
+    pieces = f"cat {blobs}/*.pieces 2>/dev/null | grep -vc '^piece' || true"
+    while int(ssh(lab2, pieces) or 0) < 3:  # a few pieces in, many to go
+        assert time.monotonic() < deadline and proc.poll() is None, "the swarm ended too soon"
+        time.sleep(0.3)
+    ssh(lab2, "pkill -9 -f '^/opt/llmfleet/tools/hub/bin/python /opt/llmfleet/bin/llmfleet-swarm'")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0  # lab2 failed ...
+    assert re.search(r"│ lab2\s+│.*│ failed", out), out[-3000:]
+    assert re.search(r"│ lab1\s+│.*│ pulled 134\.2 MB in", out), out[-3000:]  # ... lab1 did not
+    marker = swarm_marker(lab1)
+    assert marker["verified"] and marker["swarm"]["took_over"]  # lab2's files, from the Hub
+    resumed = weights(*SWARM)  # lab2 resumes, from lab1
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert swarm_marker(lab2)["resumed"]
