@@ -421,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Debian mirror on every host (Prometheus, the node exporter) and a STAND-IN "
         "accelerator exporter on the last host (docs/observability.md)",
     )
+    up.add_argument(
+        "--light",
+        type=int,
+        metavar="N",
+        help="N light hosts instead (systemd and sshd only, each SSH session logged): the "
+        "control-plane benchmark's fleet, served by inventories/lab_light.py (docs/scale.md)",
+    )
     up.add_argument("--json", action="store_true")
     down = lsub.add_parser("down", help="stop and remove everything the lab made")
     down.add_argument("--purge", action="store_true", help="also drop the cached rootfs/wheels")
