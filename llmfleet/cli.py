@@ -394,7 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("inventory")
     ro.add_argument("deploy", nargs="?", default="deploys/serve.py")
     ro.add_argument("--batch", default="1", help="hosts per batch: a count or N%% (default 1)")
-    ro.add_argument("--max-fail", default="0", help="failed hosts tolerated: count or N%%")
+    fail = ro.add_mutually_exclusive_group()
+    fail.add_argument("--max-fail", default="0", help="failed hosts tolerated: count or N%%")
+    fail.add_argument(
+        "--fail-percent",
+        type=float,
+        metavar="N",
+        help="the same as --max-fail N%%: the share of the fleet that may fail, over the whole "
+        "rollout; never passed to pyinfra, which would stop a batch's hosts mid-deploy",
+    )
     ro.add_argument("--data", action="append", metavar="KEY=VALUE", help="passed to pyinfra")
     ro.add_argument("--limit", action="append", metavar="HOST", help="only this host")
     ro.add_argument("--dry", action="store_true", help="show what would change, with diffs")

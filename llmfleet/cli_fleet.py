@@ -270,7 +270,8 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
     run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
     say = lambda m: console.rule(m)  # noqa: E731
     drain = None if a.no_drain else fleet_drain(plans, say=lambda m: console.print(f"[cyan]{m}"))
-    result = rollout.roll(hosts, a.batch, a.max_fail, run, say=say, units=units, drain=drain)
+    max_fail = rollout.max_fail_of(a.max_fail, getattr(a, "fail_percent", None))
+    result = rollout.roll(hosts, a.batch, max_fail, run, say=say, units=units, drain=drain)
     table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
     for col in ("host", "result"):
         table.add_column(col, overflow="fold")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from llmfleet import fleetconfig
 from llmfleet.factbatch import batch_command, split_output
 from llmfleet.lab.hosts import count_sessions, set_light
 from llmfleet.lab.stubwheel import wheel_name, write
@@ -27,6 +28,7 @@ from llmfleet.servecheck import (
     paths_command,
     stale,
 )
+from llmfleet.servegroup import group_map
 
 
 def sh(command: str) -> list[str]:
@@ -208,3 +210,31 @@ def test_the_stub_wheel_is_the_same_bytes_each_time_and_installable_shape(tmp_pa
     digest = hashlib.sha256(module).digest()
     assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() in record
     assert b"--served-model-name" in module
+
+
+def test_group_map_is_one_pass_in_inventory_order() -> None:
+    pairs = [("a", "g1"), ("b", None), ("c", "g2"), ("d", "g1")]
+    assert group_map(pairs) == {"g1": ["a", "d"], "g2": ["c"]}
+    # a generator: consumed once, as the rollback deploy gives it
+    assert group_map(iter(pairs)) == {"g1": ["a", "d"], "g2": ["c"]}
+
+
+def test_fleet_defaults_parallel_timeout_and_open_files() -> None:
+    assert fleetconfig.parallel(500, cores=2, env={}) == 40  # pyinfra's 20 per core
+    assert fleetconfig.parallel(4, cores=2, env={}) == 4
+    assert fleetconfig.parallel(500, cores=2, env={"LLMFLEET_PARALLEL": "100"}) == 100
+    assert fleetconfig.connect_timeout({}) == 15
+    assert fleetconfig.connect_timeout({"LLMFLEET_CONNECT_TIMEOUT": "30"}) == 30
+    assert fleetconfig.nofile_target(1024, 4096) == 4096
+    assert fleetconfig.nofile_target(1024, 1 << 20) == fleetconfig.NOFILE_WANTED
+    assert fleetconfig.nofile_target(200000, 1 << 20) == 200000  # never lowered
+
+    class Config:
+        PARALLEL = 0
+        CONNECT_TIMEOUT = 10
+
+    cfg = Config()
+    fleetconfig.apply(cfg, env={})
+    assert (cfg.PARALLEL, cfg.CONNECT_TIMEOUT) == (0, 15)  # pyinfra sizes it per run
+    fleetconfig.apply(cfg, env={"LLMFLEET_PARALLEL": "8"})
+    assert cfg.PARALLEL == 8
