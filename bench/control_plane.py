@@ -94,7 +94,8 @@ def ssh_counts() -> dict[str, dict[str, int]]:
     return {h["name"]: lab_hosts.ssh_counts(h) for h in state["hosts"]}
 
 
-CHANGED = re.compile(r"\bChanged:\s*(\d+)")
+# pyinfra's results table: operations run, changed ("-": none), errors, no change
+TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
 
 
 def measure(name: str, argv: list[str], logdir: Path) -> dict:
@@ -113,9 +114,11 @@ def measure(name: str, argv: list[str], logdir: Path) -> dict:
     sessions = [after[h]["sessions"] - before.get(h, {}).get("sessions", 0) for h in after]
     logins = [after[h]["logins"] - before.get(h, {}).get("logins", 0) for h in after]
     statuses: dict[str, int] = {}
+    quiet = 0  # hosts reported "already serving (no change, not restarted)"
     if results.is_file():
         for row in json.loads(results.read_text()).values():
             statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+            quiet += row["detail"].startswith("already serving")
     return {
         "step": name,
         "rc": proc.returncode,
@@ -125,9 +128,16 @@ def measure(name: str, argv: list[str], logdir: Path) -> dict:
         "sessions_max": max(sessions, default=0),
         "sessions_per_host": round(sum(sessions) / max(len(sessions), 1), 2),
         "logins_per_host": round(sum(logins) / max(len(logins), 1), 2),
-        "changed": sum(int(n) for n in CHANGED.findall(out)),
+        "changed": changed(out),
         "statuses": statuses,
+        "quiet": quiet,
     }
+
+
+def changed(out: str) -> int:
+    """Operations that changed something (0 also when no operation ran at all)."""
+    m = TOTAL.search(out)
+    return 0 if not m or m.group(2) == "-" else int(m.group(2))
 
 
 def mem_available() -> int:

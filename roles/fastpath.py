@@ -112,7 +112,10 @@ def unchanged(plan: ServePlan) -> bool:
         enabled=enabled,
         models=_fact(ServedModels, out.get("models")),
     )
-    if stale(want, seen):
+    why = stale(want, seen)
+    if why:
+        more = f" (and {len(why) - 3} more)" if len(why) > 3 else ""
+        print(f"    [{host.name}] full deploy: {'; '.join(why[:3])}{more}")
         return False
     record(host.name).health = {"ok": True, "probe": True, "models": seen.models}
     return True
