@@ -16,7 +16,10 @@ from collections.abc import Mapping
 
 MARK = "__llmfleet_fact__"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_LINE = re.compile(rf"^{MARK} (begin|end) ([A-Za-z0-9_.-]+)(?: (\d+))?$")
+_BEGIN = re.compile(rf"^{MARK} begin ([A-Za-z0-9_.-]+)$")
+# a command whose output does not end in a newline (``cat`` of a marker file) leaves
+# its last line in front of the end marker: that prefix is output
+_END = re.compile(rf"^(.*){MARK} end ([A-Za-z0-9_.-]+) (\d+)$")
 
 
 def batch_command(sections: Mapping[str, str]) -> str:
@@ -39,11 +42,14 @@ def split_output(lines: list[str]) -> dict[str, tuple[int, list[str]]]:
     current: str | None = None
     body: list[str] = []
     for line in lines:
-        m = _LINE.match(line.rstrip("\r\n"))
-        if m and m.group(1) == "begin":
-            current, body = m.group(2), []
-        elif m and m.group(1) == "end" and m.group(2) == current:
-            found[current] = (int(m.group(3) or 1), body)
+        line = line.rstrip("\r\n")
+        begin, end = _BEGIN.match(line), _END.match(line)
+        if begin:
+            current, body = begin.group(1), []
+        elif end and end.group(2) == current:
+            if end.group(1):
+                body.append(end.group(1))
+            found[current] = (int(end.group(3)), body)
             current = None
         elif current is not None:
             body.append(line)

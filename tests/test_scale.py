@@ -39,10 +39,16 @@ def sh(command: str) -> list[str]:
 
 def test_a_batch_runs_every_section_once_and_keeps_each_status_and_output() -> None:
     heredoc = "python3 - <<'EOF'\nprint('from stdin')\nEOF"
+    no_newline = "printf '{\"a\": 1}'"  # a marker file's text, read with cat
     found = split_output(
         sh(
             batch_command(
-                {"a": "echo one; echo two", "fails": "echo partial; exit 3", "doc": heredoc}
+                {
+                    "a": "echo one; echo two",
+                    "fails": "echo partial; exit 3",
+                    "doc": heredoc,
+                    "bare": no_newline,
+                }
             )
         )
     )
@@ -50,6 +56,7 @@ def test_a_batch_runs_every_section_once_and_keeps_each_status_and_output() -> N
         "a": (0, ["one", "two"]),
         "fails": (3, ["partial"]),
         "doc": (0, ["from stdin"]),
+        "bare": (0, ['{"a": 1}']),
     }
 
 
