@@ -158,13 +158,13 @@ def parse_account(lines: list[str]) -> tuple[list[str] | None, list[str] | None]
 
 
 def unit_command() -> str:
-    unit = f"{UNIT_NAME}.service"
-    return f"echo active:$(systemctl is-active {unit}); echo enabled:$(systemctl is-enabled {unit})"
+    return f"systemctl show -p ActiveState -p UnitFileState {UNIT_NAME}.service"
 
 
 def parse_unit(lines: list[str]) -> tuple[str | None, str | None]:
-    found = dict(line.partition(":")[::2] for line in lines if ":" in line)
-    return found.get("active"), found.get("enabled")
+    """(ActiveState, UnitFileState): ``active``/``enabled`` when all is well."""
+    found = dict(line.partition("=")[::2] for line in lines if "=" in line)
+    return found.get("ActiveState") or None, found.get("UnitFileState") or None
 
 
 def packages_command(packages: tuple[str, ...]) -> str:

@@ -15,9 +15,11 @@ from dataclasses import asdict
 from pyinfra import host
 from pyinfra.api import FactBase
 
-from llmfleet.factbatch import batch_command, split_output
-from llmfleet.hostpaths import UNIT_NAME
+from llmfleet.factbatch import batch_command, python_batch, split_output
+from llmfleet.hostpaths import RELEASES, UNIT_NAME
 from llmfleet.hostpaths import weights_marker as snapshot_marker
+from llmfleet.manifest import LIST_PY
+from llmfleet.probe import models_code
 from llmfleet.servecheck import (
     Seen,
     account_command,
@@ -41,7 +43,7 @@ from .health import SCRIPTS
 from .pyenvs import marker_text
 from .release import Releases
 from .run import record
-from .weights import SnapshotState
+from .weights import SCRIPT, SnapshotState
 
 
 class FactBatch(FactBase):
@@ -79,6 +81,8 @@ def unchanged(plan: ServePlan) -> bool:
     )
     want = want_of(plan, venv_marker, (SCRIPTS / "llmfleet-health.py").read_bytes())
     key_env = plan.manifest.api_key_env
+    marker = snapshot_marker(w.hf_home, w.repo, w.commit)
+    hashes = ["--hashes"] if w.verify else []
     sections = {
         "port": PortListeners().command(
             port=want.port, unit=f"{UNIT_NAME}.service", container=None
@@ -86,14 +90,20 @@ def unchanged(plan: ServePlan) -> bool:
         "uv": uv_command(),
         "venv": marker_command(want.venv_marker_path),
         "packages": packages_command(want.system_packages),
-        "snapshot": SnapshotState().command(
-            marker=snapshot_marker(w.hf_home, w.repo, w.commit), hashes=w.verify
-        ),
-        "releases": Releases().command(),
         "paths": paths_command(want.paths),
         "account": account_command(want.user),
         "unit": unit_command(),
-        "models": ServedModels().command(port=want.port, key_env=key_env),
+        # the Python facts (snapshot check, releases, served models) in one interpreter
+        "py": python_batch(
+            {
+                "snapshot": (
+                    SCRIPT.read_text(),
+                    ["llmfleet-fetch", "check", "--marker", marker, *hashes],
+                ),
+                "releases": (LIST_PY, ["llmfleet-releases", RELEASES]),
+                "models": (models_code(want.port, key_env), ["llmfleet-models"]),
+            }
+        ),
     }
     out = host.get_fact(FactBatch, sections=tuple(sections.items()))
     passwd, group = parse_account(out.get("account", (1, []))[1])

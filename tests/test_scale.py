@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet import fleetconfig
-from llmfleet.factbatch import batch_command, split_output
+from llmfleet.factbatch import batch_command, python_batch, split_output
 from llmfleet.lab.hosts import count_sessions, set_light
 from llmfleet.lab.stubwheel import wheel_name, write
 from llmfleet.manifest import ReleaseState
@@ -57,6 +57,25 @@ def test_a_batch_runs_every_section_once_and_keeps_each_status_and_output() -> N
         "fails": (3, ["partial"]),
         "doc": (0, ["from stdin"]),
         "bare": (0, ['{"a": 1}']),
+    }
+
+
+def test_python_programs_share_one_interpreter_inside_a_batch() -> None:
+    """Each program runs as __main__ with its own argv; its exit status and output are
+    its own, and the batch around them splits into the programs' sections."""
+    programs = {
+        "argv": ("import sys\nprint(sys.argv[1:])", ["prog", "check", "--marker", "m"]),
+        "main": ("import sys\nif __name__ == '__main__':\n    sys.exit(3)", ["p"]),
+        "boom": ("print('before')\nraise ValueError('x')", ["p"]),
+        "bare": ("import sys\nsys.stdout.write('{}')", ["p"]),
+    }
+    found = split_output(sh(batch_command({"first": "echo 1", "py": python_batch(programs)})))
+    assert found == {
+        "first": (0, ["1"]),
+        "argv": (0, ["['check', '--marker', 'm']"]),
+        "main": (3, []),
+        "boom": (1, ["before"]),
+        "bare": (0, ["{}"]),
     }
 
 
@@ -110,7 +129,7 @@ def _seen() -> Seen:
     passwd, group = parse_account(
         ["passwd:llmfleet:x:999:999::/var/lib/llmfleet:/usr/sbin/nologin", "group:llmfleet:x:999:"]
     )
-    active, enabled = parse_unit(["active:active", "enabled:enabled"])
+    active, enabled = parse_unit(["ActiveState=active", "UnitFileState=enabled"])
     return Seen(
         listeners=[],
         uv=True,

@@ -210,14 +210,14 @@ def _current(plan: ServePlan, unit: str | None = None) -> dict:
         "uv": ["yes"],
         "venv": [_marker(plan)],
         "packages": ["libnuma1 ii "],
-        "snapshot": [json.dumps({"ok": True, "bad": {}})],
-        "releases": [json.dumps({"current": plan.release, "previous": None, "releases": releases})],
         "paths": paths,
         "account": [
             f"passwd:llmfleet:x:999:999::{HOME}:/usr/sbin/nologin",
             "group:llmfleet:x:999:",
         ],
-        "unit": ["active:active", "enabled:enabled"],
+        "unit": ["ActiveState=active", "UnitFileState=enabled"],
+        "snapshot": [json.dumps({"ok": True, "bad": {}})],
+        "releases": [json.dumps({"current": plan.release, "previous": None, "releases": releases})],
         "models": [json.dumps([plan.manifest.served_name])],
     }
     lines = []
