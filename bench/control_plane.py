@@ -50,8 +50,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from llmfleet.lab import cgroups, network  # noqa: E402
 from llmfleet.lab import hosts as lab_hosts  # noqa: E402
-from llmfleet.lab import network  # noqa: E402
 from llmfleet.lab.state import load_state  # noqa: E402
 
 INVENTORY = "inventories/lab_light.py"
@@ -89,6 +89,27 @@ def lab(*args: str, log: Path) -> None:
         )
 
 
+def hosts_cpu_s() -> float:
+    """CPU seconds used so far by every lab host (its cgroup subtree's cpuacct, or
+    cpu.stat on cgroup2): the host side of a step, on the same 2 cores."""
+    state = load_state() or {"hosts": []}
+    total = 0.0
+    for h in state["hosts"]:
+        subtree = lab_hosts.subtree_of(h)
+        for key, path in subtree.items():
+            base = cgroups.fs_path(key, path)
+            if base is None:
+                continue
+            if "cpuacct" in key.split(",") and (base / "cpuacct.usage").is_file():
+                total += int((base / "cpuacct.usage").read_text()) / 1e9
+                break
+            if key == cgroups.UNIFIED and (base / "cpu.stat").is_file():
+                stat = dict(line.split() for line in (base / "cpu.stat").read_text().splitlines())
+                total += int(stat.get("usage_usec", 0)) / 1e6
+                break
+    return total
+
+
 def ssh_counts() -> dict[str, dict[str, int]]:
     state = load_state() or {"hosts": []}
     return {h["name"]: lab_hosts.ssh_counts(h) for h in state["hosts"]}
@@ -101,6 +122,7 @@ TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
 def measure(name: str, argv: list[str], logdir: Path) -> dict:
     """Run one control-plane command; wall, CPU, SSH sessions/logins per host."""
     before = ssh_counts()
+    hcpu0 = hosts_cpu_s()
     results = logdir / f"{name}.results.json"
     run_env = {**env(), "LLMFLEET_RESULTS": str(results)}
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,6 +131,7 @@ def measure(name: str, argv: list[str], logdir: Path) -> dict:
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = ssh_counts()
+    hosts_cpu = hosts_cpu_s() - hcpu0
     out = proc.stdout + proc.stderr
     (logdir / f"{name}.log").write_text(out)
     sessions = [after[h]["sessions"] - before.get(h, {}).get("sessions", 0) for h in after]
@@ -124,6 +147,7 @@ def measure(name: str, argv: list[str], logdir: Path) -> dict:
         "rc": proc.returncode,
         "wall_s": round(wall, 2),
         "cpu_s": round((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), 2),
+        "hosts_cpu_s": round(hosts_cpu, 2),
         "sessions_min": min(sessions, default=0),
         "sessions_max": max(sessions, default=0),
         "sessions_per_host": round(sum(sessions) / max(len(sessions), 1), 2),
@@ -225,6 +249,35 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict]) -> str:
+    """The table for the README and docs/scale.md."""
+    base = next((r for r in rows if r["hosts"] == 1), rows[0])
+    lines = [
+        "| hosts | fact (baseline) | serve first | serve no-op | no-op / fact | no-op / 1 host "
+        "| SSH cmds/host no-op (first) | onboard first / no-op | status | plan | control CPU no-op "
+        "| RSS/host |",
+        "|" + "---|" * 12,
+    ]
+    for r in rows:
+        s = r["steps"]
+        noop, fact = s["serve_noop"], s["fact"]
+        cmds = (
+            f"{noop['sessions_min']}"
+            if noop["sessions_min"] == noop["sessions_max"]
+            else f"{noop['sessions_min']}-{noop['sessions_max']}"
+        )
+        lines.append(
+            f"| {r['hosts']} | {fact['wall_s']:.2f} s | {s['serve_first']['wall_s']:.1f} s "
+            f"| {noop['wall_s']:.2f} s | {noop['wall_s'] / fact['wall_s']:.2f} "
+            f"| {noop['wall_s'] / base['steps']['serve_noop']['wall_s']:.2f} "
+            f"| {cmds} ({s['serve_first']['sessions_per_host']:g}) "
+            f"| {s['onboard_first']['wall_s']:.2f} / {s['onboard_noop']['wall_s']:.2f} s "
+            f"| {s['status']['wall_s']:.2f} s | {s['plan']['wall_s']:.2f} s "
+            f"| {noop['cpu_s']:.2f} s | {r.get('rss_per_host_mb', 0):.0f} MB |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1,4,16,32,64")
@@ -247,6 +300,8 @@ def main() -> int:
         "cmds/host = SSH commands per host of the no-op serve run, counted by each host's sshd",
         "",
         table(rows),
+        "",
+        markdown(rows),
         "",
         "per step (json):",
         json.dumps(rows, indent=1),
