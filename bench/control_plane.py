@@ -254,7 +254,8 @@ def markdown(rows: list[dict]) -> str:
     base = next((r for r in rows if r["hosts"] == 1), rows[0])
     lines = [
         "| hosts | fact (baseline) | serve first | serve no-op | no-op / fact | no-op / 1 host "
-        "| SSH cmds/host no-op (first) | onboard first / no-op | status | plan | control CPU no-op "
+        "| SSH cmds/host no-op (first) | onboard first / no-op | status | plan "
+        "| CPU no-op: control / hosts "
         "| RSS/host |",
         "|" + "---|" * 12,
     ]
@@ -273,7 +274,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {cmds} ({s['serve_first']['sessions_per_host']:g}) "
             f"| {s['onboard_first']['wall_s']:.2f} / {s['onboard_noop']['wall_s']:.2f} s "
             f"| {s['status']['wall_s']:.2f} s | {s['plan']['wall_s']:.2f} s "
-            f"| {noop['cpu_s']:.2f} s | {r.get('rss_per_host_mb', 0):.0f} MB |"
+            f"| {noop['cpu_s']:.2f} / {noop.get('hosts_cpu_s', 0):.2f} s "
+            f"| {r.get('rss_per_host_mb', 0):.0f} MB |"
         )
     return "\n".join(lines)
 
