@@ -121,14 +121,37 @@ def want_of(plan: ServePlan, venv_marker: str, health_script: bytes) -> ServeWan
 # --- probe sections (shell) and their parsers ---------------------------------------
 
 
-def paths_command(paths: tuple[PathWant, ...]) -> str:
-    """``path|mode|user|group|type|sha1`` per existing path (sha1 of regular files)."""
-    q = " ".join(shlex.quote(p.path) for p in paths)
-    return (
-        f'for p in {q}; do [ -e "$p" ] || continue; '
-        'printf "%s|%s|%s\\n" "$p" "$(stat -c "%a|%U|%G|%F" -- "$p")" '
-        '"$([ -f "$p" ] && sha1sum < "$p" | cut -c1-40)"; done'
-    )
+# Read in the probe's one Python interpreter (``factbatch.python_batch``), not with a
+# stat and a sha1sum per path: a fork and exec each, on every host of every run.
+PATHS_PY = r"""
+import hashlib, os, pwd, grp, stat, sys
+def name(get, i):
+    try:
+        return get(i)[0]
+    except KeyError:
+        return "UNKNOWN"
+for p in sys.argv[1:]:
+    try:
+        st = os.stat(p)
+    except OSError:
+        continue
+    kind, sha1 = "other", ""
+    if stat.S_ISDIR(st.st_mode):
+        kind = "directory"
+    elif stat.S_ISREG(st.st_mode):
+        kind = "regular file"
+        with open(p, "rb") as fh:
+            sha1 = hashlib.sha1(fh.read()).hexdigest()
+    mode = "%o" % stat.S_IMODE(st.st_mode)
+    owner = name(pwd.getpwuid, st.st_uid), name(grp.getgrgid, st.st_gid)
+    print("|".join([p, mode, *owner, kind, sha1]))
+"""
+
+
+def paths_program(paths: tuple[PathWant, ...]) -> tuple[str, list[str]]:
+    """``path|mode|user|group|type|sha1`` per existing path (sha1 of regular files), as a
+    program for ``factbatch.python_batch``."""
+    return PATHS_PY, ["paths", *(p.path for p in paths)]
 
 
 def parse_paths(lines: list[str]) -> dict[str, dict[str, str]]:
@@ -141,9 +164,24 @@ def parse_paths(lines: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def account_command(user: str) -> str:
-    u = shlex.quote(user)
-    return f"echo passwd:$(getent passwd {u}); echo group:$(getent group {u})"
+ACCOUNT_PY = r"""
+import grp, pwd, sys
+try:
+    pw = pwd.getpwnam(sys.argv[1])
+    print("passwd:" + ":".join(map(str, pw)))
+except KeyError:
+    print("passwd:")
+try:
+    gr = grp.getgrnam(sys.argv[1])
+    print("group:" + ":".join([gr.gr_name, gr.gr_passwd, str(gr.gr_gid), ",".join(gr.gr_mem)]))
+except KeyError:
+    print("group:")
+"""
+
+
+def account_program(user: str) -> tuple[str, list[str]]:
+    """The user's and group's entries, as ``getent passwd``/``group`` print them."""
+    return ACCOUNT_PY, ["account", user]
 
 
 def parse_account(lines: list[str]) -> tuple[list[str] | None, list[str] | None]:

@@ -22,7 +22,7 @@ from llmfleet.manifest import LIST_PY
 from llmfleet.probe import models_code
 from llmfleet.servecheck import (
     Seen,
-    account_command,
+    account_program,
     eligible,
     marker_command,
     packages_command,
@@ -30,7 +30,7 @@ from llmfleet.servecheck import (
     parse_packages,
     parse_paths,
     parse_unit,
-    paths_command,
+    paths_program,
     stale,
     unit_command,
     uv_command,
@@ -90,10 +90,8 @@ def unchanged(plan: ServePlan) -> bool:
         "uv": uv_command(),
         "venv": marker_command(want.venv_marker_path),
         "packages": packages_command(want.system_packages),
-        "paths": paths_command(want.paths),
-        "account": account_command(want.user),
         "unit": unit_command(),
-        # the Python facts (snapshot check, releases, served models) in one interpreter
+        # the Python probes (snapshot, releases, served models, files, account): one interpreter
         "py": python_batch(
             {
                 "snapshot": (
@@ -102,6 +100,8 @@ def unchanged(plan: ServePlan) -> bool:
                 ),
                 "releases": (LIST_PY, ["llmfleet-releases", RELEASES]),
                 "models": (models_code(want.port, key_env), ["llmfleet-models"]),
+                "paths": paths_program(want.paths),
+                "account": account_program(want.user),
             }
         ),
     }

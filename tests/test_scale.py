@@ -21,11 +21,12 @@ from llmfleet.servecheck import (
     Seen,
     ServeWant,
     _path_problems,
+    account_program,
     parse_account,
     parse_packages,
     parse_paths,
     parse_unit,
-    paths_command,
+    paths_program,
     stale,
 )
 from llmfleet.servegroup import group_map
@@ -35,6 +36,19 @@ def sh(command: str) -> list[str]:
     """Run ``command`` as pyinfra would (``sh -c``); its stdout lines."""
     out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
     return out.stdout.splitlines()
+
+
+def py(program: tuple[str, list[str]]) -> list[str]:
+    """One probe program's output lines, run as the no-change probe runs it."""
+    name = program[1][0]
+    return split_output(sh(python_batch({name: program})))[name][1]
+
+
+def test_the_account_probe_prints_what_getent_prints() -> None:
+    passwd, group = parse_account(py(account_program("root")))
+    assert passwd is not None and passwd[:4] == ["root", "x", "0", "0"]
+    assert passwd[5] == "/root" and group is not None and group[:3] == ["root", "x", "0"]
+    assert parse_account(py(account_program("no-such-user-here"))) == (None, None)
 
 
 def test_a_batch_runs_every_section_once_and_keeps_each_status_and_output() -> None:
@@ -97,7 +111,7 @@ def test_paths_probe_reads_mode_owner_type_and_content(tmp_path: Path) -> None:
         PathWant(str(d), "750"),
         PathWant(str(tmp_path / "gone"), "600", text=b""),
     )
-    seen = parse_paths(sh(paths_command(wants)))
+    seen = parse_paths(py(paths_program(wants)))
     assert seen[str(f)]["sha1"] == hashlib.sha1(b"[Unit]\n").hexdigest()
     assert seen[str(d)]["type"] == "directory" and seen[str(d)]["mode"] == "750"
     assert _path_problems(wants[0], seen.get(str(f))) == []
@@ -105,7 +119,7 @@ def test_paths_probe_reads_mode_owner_type_and_content(tmp_path: Path) -> None:
     assert _path_problems(wants[2], seen.get(wants[2].path)) == [f"{wants[2].path}: missing"]
     f.chmod(0o600)
     f.write_text("[Unit]\nedited\n")
-    again = parse_paths(sh(paths_command(wants)))
+    again = parse_paths(py(paths_program(wants)))
     assert _path_problems(wants[0], again[str(f)]) == [
         f"{f}: mode 600, not 644",
         f"{f}: content differs",
