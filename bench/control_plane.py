@@ -286,13 +286,20 @@ def main() -> int:
     p.add_argument("--out", default="bench/results-control-plane.txt")
     p.add_argument("--lock", default=LOCK, help="lab lock taken per size")
     p.add_argument("--no-lock", action="store_true", help="the caller holds the lab lock")
+    p.add_argument(
+        "--with-rows",
+        metavar="ROWS_JSON",
+        help="rows.json of an earlier run of the same code, for sizes this run skips",
+    )
     a = p.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
     logdir = Path(tempfile.mkdtemp(prefix="llmfleet-control-plane-"))
     print(f"logs: {logdir}", flush=True)
-    rows = []
+    rows = json.loads(Path(a.with_rows).read_text()) if a.with_rows else []
+    sizes = [n for n in sizes if n not in {r["hosts"] for r in rows}]
     for n in sizes:
         rows.append(one_size(n, logdir, None if a.no_lock else a.lock))
+        rows.sort(key=lambda r: r["hosts"])
         (logdir / "rows.json").write_text(json.dumps(rows, indent=2))
     report = [
         "control plane at fleet scale (bench/control_plane.py)",

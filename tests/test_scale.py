@@ -14,6 +14,7 @@ import pytest
 from llmfleet import fleetconfig
 from llmfleet.factbatch import batch_command, python_batch, split_output
 from llmfleet.lab.hosts import count_sessions, set_light
+from llmfleet.lab.lab import inotify_instances_needed
 from llmfleet.lab.stubwheel import wheel_name, write
 from llmfleet.manifest import ReleaseState
 from llmfleet.servecheck import (
@@ -278,3 +279,9 @@ def test_fleet_defaults_parallel_timeout_and_open_files() -> None:
     assert (cfg.PARALLEL, cfg.CONNECT_TIMEOUT) == (0, 15)  # pyinfra sizes it per run
     fleetconfig.apply(cfg, env={"LLMFLEET_PARALLEL": "8"})
     assert cfg.PARALLEL == 8
+
+
+def test_the_inotify_limit_grows_with_the_lab_and_never_shrinks() -> None:
+    assert inotify_instances_needed(64, 128) == 64 * 8 + 256  # the default 128: ~22 hosts
+    assert inotify_instances_needed(2, 128) == 2 * 8 + 256
+    assert inotify_instances_needed(4, 8192) == 8192
