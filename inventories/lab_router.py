@@ -1,8 +1,8 @@
 """The local lab with a router: the last lab host routes, the others serve.
 
-    llmfleet lab up --hosts 4
-    pyinfra inventories/lab_router.py deploys/serve.py      # lab1..lab3 (lab4 serves nothing)
-    pyinfra inventories/lab_router.py deploys/router.py     # smg on lab4, in front of lab1..lab3
+    llmfleet lab up --hosts 3
+    pyinfra inventories/lab_router.py deploys/serve.py      # lab1, lab2 (lab3 serves nothing)
+    pyinfra inventories/lab_router.py deploys/router.py     # smg on lab3, in front of lab1 and lab2
     llmfleet rollout inventories/lab_router.py --data flag.--max-num-seqs=8
     llmfleet status inventories/lab_router.py
 

@@ -11,12 +11,14 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from rich.table import Table
 
 from . import cli_top
 from . import settings as schema
 from .catalog import Catalog, load
+from .cli_bench import add_parser as add_bench_parser
 from .cli_fleet import cmd_oncall, cmd_releases, cmd_rollout, cmd_status
 from .cli_lab import cmd_lab
 from .errors import LlmfleetError, Problem, ValidationError
@@ -411,7 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="restart hosts while the router still sends them requests (no router: no drain)",
     )
+    ro.add_argument(
+        "--bench-gate",
+        type=float,
+        metavar="PCT",
+        help="benchmark each batch after health (llmfleet bench's workload); a host whose "
+        "output tok/s or p99 TPOT is worse than its previous release's by more than PCT "
+        "percent is reverted and counts as failed",
+    )
+    ro.add_argument("--bench-results", type=Path, help="results directory of the gate")
+    ro.add_argument(
+        "--bench-repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="gate benchmarks per host: the best of N (default 3)",
+    )
     ro.set_defaults(func=cmd_rollout)
+    add_bench_parser(sub)
 
     lab = sub.add_parser("lab", help="the local lab: systemd-nspawn hosts reachable over SSH")
     lsub = lab.add_subparsers(dest="lab_cmd", required=True, metavar="ACTION")

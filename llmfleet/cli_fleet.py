@@ -270,8 +270,11 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
     run = rollout.pyinfra_runner(a.inventory, a.deploy, extra, Path.cwd())
     say = lambda m: console.rule(m)  # noqa: E731
     drain = None if a.no_drain else fleet_drain(plans, say=lambda m: console.print(f"[cyan]{m}"))
+    hook = _bench_gate(cat, a, say) if a.bench_gate is not None else None
     max_fail = rollout.max_fail_of(a.max_fail, getattr(a, "fail_percent", None))
-    result = rollout.roll(hosts, a.batch, max_fail, run, say=say, units=units, drain=drain)
+    result = rollout.roll(
+        hosts, a.batch, max_fail, run, say=say, units=units, drain=drain, hook=hook
+    )
     table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
     for col in ("host", "result"):
         table.add_column(col, overflow="fold")
@@ -283,3 +286,30 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
         table.add_row(h, "[yellow]not touched (rollout stopped)[/yellow]")
     console.print(table)
     return 1 if result.failed else 0
+
+
+def _bench_gate(cat: Catalog, a: argparse.Namespace, say):
+    """The benchmark gate of ``rollout --bench-gate PCT``: a batch slower than the release
+    before it by more than PCT goes back with ``deploys/rollback.py``."""
+    from . import bench, benchstore, rollout
+    from .benchgate import BenchGate
+
+    if a.bench_gate < 0:
+        raise LlmfleetError(f"--bench-gate {a.bench_gate}: a percentage, 0 or more")
+
+    def revert(hosts: list[str], release: str) -> dict[str, dict]:
+        back = rollout.pyinfra_runner(
+            a.inventory, "deploys/rollback.py", ["--data", f"release={release}"], Path.cwd()
+        )
+        return back(hosts)
+
+    return BenchGate(
+        cat,
+        _fleet(a.inventory, a.limit),
+        a.bench_gate,
+        revert,
+        req=bench.Request(
+            results=a.bench_results or benchstore.default_root(), repeat=a.bench_repeat
+        ),
+        say=lambda m: console.print(m, highlight=False),
+    )

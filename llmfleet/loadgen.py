@@ -82,6 +82,10 @@ class LoadSpec:
     api_key: str | None = None
     watch: bool = False  # the target is an smg router: record each backend's time out
     timeout: float = 120.0  # one request
+    # requests started per second, all workers together; 0: as fast as the concurrency
+    # allows.  A paced load still shows every failed request of a rollout, and leaves the
+    # lab's 2 cores to the servers that restart under it.
+    rate: float = 0.0
 
     def check(self) -> None:
         if not 1 <= self.requests <= MAX_REQUESTS:
@@ -90,6 +94,8 @@ class LoadSpec:
             raise ValueError(f"duration: {self.duration} outside (0, {MAX_DURATION}] s")
         if not 1 <= self.concurrency <= 256:
             raise ValueError(f"concurrency: {self.concurrency} outside 1..256")
+        if not 0 <= self.rate <= 10_000:
+            raise ValueError(f"rate: {self.rate} outside 0..10000 requests/s")
         check_target(self.url)
 
 
@@ -224,6 +230,10 @@ async def _run(spec: LoadSpec, stop: threading.Event | None) -> LoadReport:
         while more():
             i = issued
             issued += 1
+            if spec.rate:  # request i starts no earlier than i / rate s into the run
+                await asyncio.sleep(max(0.0, start + i / spec.rate - time.monotonic()))
+                if time.monotonic() >= deadline or (stop and stop.is_set()):
+                    return
             report.sent += 1
             await one(session, i)
 
@@ -279,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, required=True, help=f"at most this long, s (<= {MAX_DURATION:g})"
     )
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="requests started per second (default: unpaced)"
+    )
     p.add_argument("--model", default="tiny", help="model name to ask for (default tiny)")
     p.add_argument("--max-tokens", type=int, default=4, help="tokens per completion (default 4)")
     p.add_argument(
@@ -294,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         requests=a.requests,
         duration=a.duration,
         concurrency=a.concurrency,
+        rate=a.rate,
         model=a.model,
         max_tokens=a.max_tokens,
         api_key=os.environ.get(a.api_key_env) if a.api_key_env else None,

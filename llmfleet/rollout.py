@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .drain import BatchDrain
 from .errors import LlmfleetError
@@ -72,6 +73,15 @@ class Rollout:
 Runner = Callable[[list[str]], dict[str, dict]]
 
 
+class BatchHook(Protocol):
+    """Called around each batch (the benchmark gate, ``llmfleet/benchgate.py``): ``after``
+    may turn a host's good result into a failure (it put the host back itself)."""
+
+    def before(self, batch: list[str]) -> None: ...
+
+    def after(self, batch: list[str], results: dict[str, dict]) -> dict[str, dict]: ...
+
+
 def roll(
     hosts: list[str],
     size: str,
@@ -80,11 +90,13 @@ def roll(
     say: Callable[[str], None] = print,
     units: list[list[str]] | None = None,
     drain: BatchDrain | None = None,
+    hook: BatchHook | None = None,
 ) -> Rollout:
     """Run ``run(batch)`` batch by batch; stop when failed units (hosts, or serving groups
     with any member failed) exceed the threshold.  With ``drain``, each batch leaves the
     router(s) first and the hosts that passed go back in after it (``llmfleet/drain.py``);
-    a host that failed stays out."""
+    a host that failed stays out.  With ``hook`` (the bench gate), a host's good result
+    may turn failed after the run, before it goes back into the router."""
     out = Rollout()
     units = units or [[h] for h in hosts]
     limit = fail_limit(len(units), max_fail)
@@ -93,7 +105,11 @@ def roll(
         say(f"batch {i}/{len(plan)}: {', '.join(batch)}")
         if drain:
             drain.before(batch)
+        if hook:
+            hook.before(batch)
         results = run(batch)
+        if hook:  # while still out of the router: the gate's load is its own
+            results = hook.after(batch, results)
         ok: dict[str, bool] = {}
         for h in batch:
             status = results.get(h, {}).get("status", Status.FAILED.value)

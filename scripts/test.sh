@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x scripts/lab-prereqs.sh ]; then scripts/lab-prereqs.sh; fi
-python3 -m pip install -q --disable-pip-version-check -e '.[test,lab]'
-exec python3 -m pytest -ra "$@"
+python3 -m pip install -q --disable-pip-version-check -e '.[test,lab,bench]'
+exec python3 -m pytest -ra --durations=25 "$@"

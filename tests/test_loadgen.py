@@ -76,6 +76,15 @@ def test_it_stops_at_the_duration(stub) -> None:
     assert 0 < report.sent < 100_000 and report.failed == 0
 
 
+def test_a_paced_load_starts_requests_at_its_rate(stub) -> None:
+    url, _ = stub
+    start = time.monotonic()
+    report = run(LoadSpec(url=url, requests=21, duration=30, concurrency=4, rate=20))
+    took = time.monotonic() - start
+    # request 20 starts 1 s in (unpaced, 21 replies of 10 ms at concurrency 4 take ~0.06 s)
+    assert report.ok == 21 and 1.0 <= took < 3.0, took
+
+
 def test_failures_are_counted_by_kind(stub) -> None:
     url, proc = stub
     assert run(LoadSpec(url=url, requests=5, duration=10)).failed == 0
@@ -128,6 +137,7 @@ def test_loopback_and_lab_addresses_pass() -> None:
         LoadSpec(url="http://127.0.0.1:1", requests=10**9, duration=1),
         LoadSpec(url="http://127.0.0.1:1", requests=1, duration=0),
         LoadSpec(url="http://127.0.0.1:1", requests=1, duration=10**6),
+        LoadSpec(url="http://127.0.0.1:1", requests=1, duration=1, rate=-1),
     ],
 )
 def test_count_and_duration_are_bounded(spec: LoadSpec) -> None:
