@@ -25,6 +25,7 @@ from llmfleet.containers import runtime_doc
 from llmfleet.errors import LlmfleetError
 from llmfleet.hostpaths import ENV_MARKER
 from llmfleet.manifest import ReleaseManifest
+from llmfleet.servegroup import group_map
 from llmfleet.settings import Settings, parse_settings
 from roles import summary
 from roles.container import ContainerState
@@ -33,7 +34,7 @@ from roles.group import group_health
 from roles.health import Target, gate
 from roles.plan import fail_host, settings_only, whole_group_error
 from roles.release import Releases, activate_commands, promote
-from roles.run import record
+from roles.run import current_run, record
 
 
 def _engine_present(m: ReleaseManifest) -> bool:
@@ -99,16 +100,26 @@ def rollback(s: Settings) -> None:
     promote(target, s.release_keep, current)
 
 
+def serve_groups() -> dict[str, list[str]]:
+    """Serving group -> members in inventory order, parsed once per run for the whole
+    inventory (each host asking every host's settings was N^2 parses: 250,000 for a
+    500-host fleet)."""
+    run = current_run()
+    with run.lock:
+        if run.serve_groups is None:
+            run.serve_groups = group_map(
+                (h.name, parse_settings(h.name, dict(h.data.dict()))[0].serve_group)
+                for h in inventory
+            )
+    return run.serve_groups
+
+
 def group_members(s: Settings) -> list[str]:
     """The inventory hosts of this host's serving group (none: a one-node server); a
     group rolls back whole, so a run that leaves out a member fails every member."""
     if not s.serve_group:
         return []
-    members = [
-        h.name
-        for h in inventory
-        if parse_settings(h.name, dict(h.data.dict()))[0].serve_group == s.serve_group
-    ]
+    members = serve_groups().get(s.serve_group, [])
     error = whole_group_error(s.serve_group, members)
     if error:
         raise LlmfleetError(error)

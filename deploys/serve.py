@@ -4,6 +4,8 @@ a multi-node server, ``roles/group.py``).
     pyinfra inventories/lab.py deploys/serve.py
     pyinfra inventories/lambda.py deploys/serve.py --limit b200
 
+A host that already is exactly its plan costs one SSH command (``roles/fastpath.py``
+reads every fact a no-op would read in one round trip) and gets no operation.
 Everything this applies is in the host's plan (``roles/plan.py`` builds it
 with ``llmfleet/serveplan.py`` before any host is touched): settings parsed
 against the schema, the commit, the engine, the unit and env file, the
@@ -19,6 +21,7 @@ from llmfleet.serveplan import ServePlan
 from roles import summary
 from roles.container import container_engine
 from roles.engine import engine_env
+from roles.fastpath import unchanged
 from roles.group import group_health, group_watch
 from roles.health import Target, health
 from roles.plan import current
@@ -66,5 +69,10 @@ def serve(plan: ServePlan) -> None:
 
 summary.register("llmfleet serve")
 _plan = current()
-if _plan is not None and port_is_free(_plan.rendered.port, docker=bool(_plan.manifest.image)):
+# one probe first: a host already at its plan gets no operation at all (roles/fastpath.py)
+if (
+    _plan is not None
+    and not unchanged(_plan)
+    and port_is_free(_plan.rendered.port, docker=bool(_plan.manifest.image))
+):
     serve(_plan)

@@ -396,7 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("inventory")
     ro.add_argument("deploy", nargs="?", default="deploys/serve.py")
     ro.add_argument("--batch", default="1", help="hosts per batch: a count or N%% (default 1)")
-    ro.add_argument("--max-fail", default="0", help="failed hosts tolerated: count or N%%")
+    fail = ro.add_mutually_exclusive_group()
+    fail.add_argument("--max-fail", default="0", help="failed hosts tolerated: count or N%%")
+    fail.add_argument(
+        "--fail-percent",
+        type=float,
+        metavar="N",
+        help="the same as --max-fail N%%: the share of the fleet that may fail, over the whole "
+        "rollout; never passed to pyinfra, which would stop a batch's hosts mid-deploy",
+    )
     ro.add_argument("--data", action="append", metavar="KEY=VALUE", help="passed to pyinfra")
     ro.add_argument("--limit", action="append", metavar="HOST", help="only this host")
     ro.add_argument("--dry", action="store_true", help="show what would change, with diffs")
@@ -439,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the Debian mirror on every host (Prometheus, the node exporter) and a STAND-IN "
         "accelerator exporter on the last host (docs/observability.md)",
+    )
+    up.add_argument(
+        "--light",
+        type=int,
+        metavar="N",
+        help="N light hosts instead (systemd and sshd only, each SSH session logged): the "
+        "control-plane benchmark's fleet, served by inventories/lab_light.py (docs/scale.md)",
     )
     up.add_argument("--json", action="store_true")
     down = lsub.add_parser("down", help="stop and remove everything the lab made")

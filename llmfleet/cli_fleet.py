@@ -271,8 +271,9 @@ def cmd_rollout(cat: Catalog, a: argparse.Namespace) -> int:
     say = lambda m: console.rule(m)  # noqa: E731
     drain = None if a.no_drain else fleet_drain(plans, say=lambda m: console.print(f"[cyan]{m}"))
     hook = _bench_gate(cat, a, say) if a.bench_gate is not None else None
+    max_fail = rollout.max_fail_of(a.max_fail, getattr(a, "fail_percent", None))
     result = rollout.roll(
-        hosts, a.batch, a.max_fail, run, say=say, units=units, drain=drain, hook=hook
+        hosts, a.batch, max_fail, run, say=say, units=units, drain=drain, hook=hook
     )
     table = Table(title=f"rollout of {a.deploy}: " + ("stopped" if result.stopped else "done"))
     for col in ("host", "result"):

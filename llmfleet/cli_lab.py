@@ -24,7 +24,10 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
     from .lab import lab
 
     if a.lab_cmd == "up":
-        state = lab.up(hosts=a.hosts, docker=a.docker, monitor=a.monitor)
+        light = getattr(a, "light", None)
+        state = lab.up(
+            hosts=light or a.hosts, docker=a.docker, monitor=a.monitor, light=bool(light)
+        )
         if a.json:
             print_json(state)
             return 0
@@ -44,6 +47,8 @@ def cmd_lab(cat: Catalog, a: argparse.Namespace) -> int:
                 "pyinfra inventories/lab_docker.py deploys/registry.py --limit lab1\n"
                 "      pyinfra inventories/lab_docker.py deploys/serve.py"
             )
+        elif light:
+            nxt = "pyinfra inventories/lab_light.py deploys/serve.py"
         elif a.monitor:
             nxt = (
                 "pyinfra inventories/lab_monitor.py deploys/serve.py\n"

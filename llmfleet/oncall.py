@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from . import fleetconfig
 from .hostpaths import HEALTH_SCRIPT, RELEASES, UNIT_NAME
 from .manifest import ReleaseManifest, ReleaseState, list_command
 from .probe import MODELS_PY
@@ -78,7 +79,8 @@ def connection(name: str, data: dict[str, Any]):
     import paramiko
     from fabric import Connection
 
-    kwargs: dict[str, Any] = {"timeout": int(data.get("ssh_connect_timeout") or 10)}
+    timeout = data.get("ssh_connect_timeout") or fleetconfig.connect_timeout()
+    kwargs: dict[str, Any] = {"timeout": int(timeout)}
     if data.get("ssh_key"):
         kwargs["key_filename"] = data["ssh_key"]
     conn = Connection(
@@ -109,7 +111,7 @@ def run_everywhere(
         except Exception as exc:  # the row must say why, whatever it is
             return HostResult(name, False, error=f"unreachable: {type(exc).__name__}: {exc}")
 
-    with ThreadPoolExecutor(max_workers=min(32, max(1, len(hosts)))) as pool:
+    with ThreadPoolExecutor(max_workers=fleetconfig.parallel(len(hosts))) as pool:
         return list(pool.map(one, hosts))
 
 

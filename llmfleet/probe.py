@@ -31,12 +31,16 @@ def models(port, key_env, env_file=ENV_FILE):
 """.replace("ENV_FILE", repr(ENV_FILE))
 
 
-def models_command(port: int, key_env: str | None) -> str:
-    """Prints the served model ids as JSON, or ``null`` when nothing answers."""
-    code = (
+def models_code(port: int, key_env: str | None) -> str:
+    """The probe as a Python program: prints the served model ids as JSON, or ``null``."""
+    return (
         MODELS_PY
         + "import sys\ntry:\n"
         + f"    print(json.dumps(models({int(port)}, {key_env!r})))\n"
         + "except Exception:\n    print('null')\n"
     )
-    return f"python3 -c {shlex.quote(code)}"
+
+
+def models_command(port: int, key_env: str | None) -> str:
+    """Prints the served model ids as JSON, or ``null`` when nothing answers."""
+    return f"python3 -c {shlex.quote(models_code(port, key_env))}"

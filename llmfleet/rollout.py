@@ -51,6 +51,17 @@ def fail_limit(total: int, max_fail: str) -> int:
     return int(text)
 
 
+def max_fail_of(max_fail: str, fail_percent: float | None) -> str:
+    """``--fail-percent N`` is ``--max-fail N%``: the share of the whole fleet (its
+    units) that may fail over the rollout.  pyinfra's own ``--fail-percent`` is never
+    given to a batch's run: it would stop every host of the batch mid-deploy."""
+    if fail_percent is None:
+        return max_fail
+    if not 0 <= fail_percent <= 100:
+        raise LlmfleetError(f"--fail-percent {fail_percent:g}: use a share from 0 to 100")
+    return f"{fail_percent:g}%"
+
+
 @dataclass
 class Rollout:
     done: list[str] = field(default_factory=list)

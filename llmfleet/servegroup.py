@@ -13,6 +13,7 @@ all of its members or none.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -256,3 +257,13 @@ def plan_groups(plans: list[HostPlan], catalog: Catalog | None = None) -> None:
             continue
         for p in members:
             p.group = group
+
+
+def group_map(hosts: Iterable[tuple[str, str | None]]) -> dict[str, list[str]]:
+    """``{group: [member, ...]}`` in the order given, from ``(host, serve_group)`` pairs
+    (hosts without a group left out): one pass, for a fleet of any size."""
+    out: dict[str, list[str]] = {}
+    for name, group in hosts:
+        if group:
+            out.setdefault(group, []).append(name)
+    return out

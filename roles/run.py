@@ -44,6 +44,9 @@ class Run:
     monitor: Any = None
     # the fleet as the router deploy plans it (llmfleet.router.fleet_plans), once per run
     router_plans: list[Any] | None = None
+    # serving group -> its members in inventory order, from every host's settings parsed
+    # once per run (a per-host walk over the inventory is N^2 settings parses)
+    serve_groups: dict[str, list[str]] | None = None
 
     def record(self, host_name: str) -> HostRecord:
         return self.records.setdefault(host_name, HostRecord())

@@ -202,7 +202,12 @@ def test_cpu_profile_needs_no_devices(catalog, facts) -> None:
         r.ok
         and r.detected == "cpu"
         and r.recipes
-        == ["lab-cpu-vllm-tiny", "lab-cpu-vllm-tiny-docker", "lab-cpu-vllm-tiny-dp2 (2 nodes)"]
+        == [
+            "lab-cpu-stub",
+            "lab-cpu-vllm-tiny",
+            "lab-cpu-vllm-tiny-docker",
+            "lab-cpu-vllm-tiny-dp2 (2 nodes)",
+        ]
     )
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from llmfleet.errors import LlmfleetError
-from llmfleet.rollout import batches, fail_limit, roll
+from llmfleet.rollout import batches, fail_limit, max_fail_of, roll
 
 HOSTS = [f"h{i}" for i in range(1, 8)]
 
@@ -72,3 +72,11 @@ def test_a_batch_of_several_hosts_reaches_every_host_of_it(tmp_path) -> None:
     assert set(results) == {"@fake/h1", "@fake/h2"}
     assert all(r["status"] == "failed" for r in results.values())
     assert "no previous release" in results["@fake/h1"]["detail"]
+
+
+def test_fail_percent_is_max_fail_as_a_share_of_the_fleet() -> None:
+    assert max_fail_of("3", None) == "3"
+    assert max_fail_of("0", 10) == "10%" and fail_limit(500, max_fail_of("0", 10)) == 50
+    assert max_fail_of("0", 2.5) == "2.5%" and fail_limit(40, "2.5%") == 1
+    with pytest.raises(LlmfleetError, match="fail-percent"):
+        max_fail_of("0", 150)

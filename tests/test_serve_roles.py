@@ -21,6 +21,7 @@ tested directly; the promote shell runs for real in a temporary directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -36,6 +37,7 @@ from fakehosts import file_there, outcome, run_deploy
 
 from llmfleet.catalog import load
 from llmfleet.engineenv import PackageSource
+from llmfleet.factbatch import MARK
 from llmfleet.hostpaths import (
     BIN_DIR,
     CONFIG_DIR,
@@ -53,6 +55,7 @@ from llmfleet.hostpaths import (
 )
 from llmfleet.manifest import ReleaseManifest
 from llmfleet.plan import serve_plan
+from llmfleet.servecheck import want_of
 from llmfleet.serveplan import ServePlan
 from llmfleet.validate import plan_host
 from roles import release
@@ -190,12 +193,47 @@ def _serving(plan: ServePlan, was: ReleaseManifest | None = None) -> dict:
     }
 
 
+def _current(plan: ServePlan, unit: str | None = None) -> dict:
+    """The one-probe answer (roles/fastpath.py) of a host exactly at ``plan`` (or whose
+    live unit file holds ``unit`` instead)."""
+    want = want_of(plan, _marker(plan), (SCRIPTS / "llmfleet-health.py").read_bytes())
+    paths = []
+    for p in want.paths:
+        text = unit.encode() if unit is not None and p.path == UNIT_FILE else p.text
+        kind = "directory" if text is None else "regular file"
+        sha1 = hashlib.sha1(text).hexdigest() if text is not None else ""
+        user = p.user or "root"
+        paths.append(f"{p.path}|{p.mode}|{user}|{p.group or user}|{kind}|{sha1}")
+    releases = {plan.release: plan.manifest.to_json()}
+    sections = {
+        "port": [],
+        "uv": ["yes"],
+        "venv": [_marker(plan)],
+        "packages": ["libnuma1 ii "],
+        "paths": paths,
+        "account": [
+            f"passwd:llmfleet:x:999:999::{HOME}:/usr/sbin/nologin",
+            "group:llmfleet:x:999:",
+        ],
+        "unit": ["ActiveState=active", "UnitFileState=enabled"],
+        "snapshot": [json.dumps({"ok": True, "bad": {}})],
+        "releases": [json.dumps({"current": plan.release, "previous": None, "releases": releases})],
+        "models": [json.dumps([plan.manifest.served_name])],
+    }
+    lines = []
+    for name, body in sections.items():
+        lines += [f"{MARK} begin {name}", *body, f"{MARK} end {name} 0"]
+    # the probe's key first: the fake connector answers with the first key it finds
+    edited = file_there(UNIT_FILE, unit) if unit is not None else {}
+    return {f"{MARK} begin port": lines, **_serving(plan), **edited}
+
+
 @pytest.fixture(scope="module")
 def fleet(hub, tmp_path_factory) -> dict:
     """One serve run over every case; the result and the plans the hosts were given."""
     url, _ = hub
     data = {**BASE, "hf_control_endpoint": url}
-    plans = {name: _plan(name, data) for name in ("first", "again", "regress")}
+    plans = {name: _plan(name, data) for name in ("first", "again", "regress", "current", "drift")}
     # what ran on `regress` before: another release, told apart by its served name
     old = replace(plans["regress"].manifest, id="0a1b2c3d4e5f", served_name="tiny-old")
     result = run_deploy(
@@ -206,6 +244,8 @@ def fleet(hub, tmp_path_factory) -> dict:
             "again": (_serving(plans["again"]), data),
             "regress": (_serving(plans["regress"], was=old), data),
             "taken": ({**SYSTEM, **_listening("nginx", 777, ours=False)}, data),
+            "current": (_current(plans["current"]), data),
+            "drift": (_current(plans["drift"], unit="edited by hand\n"), data),
             "bad": ({}, {**data, "health_timeout": "ten", "prot": 8001}),
         },
         env={"HF_TOKEN": TOKEN},
@@ -347,6 +387,27 @@ def test_rerun_changes_nothing_and_skips_the_gate(fleet: dict) -> None:
     )
 
 
+def test_a_host_at_its_plan_costs_one_command_and_no_operation(fleet: dict) -> None:
+    """The no-change probe (roles/fastpath.py) reads everything at once: nothing is
+    queued, nothing else is sent, and the summary says what the quiet run always said."""
+    assert _ops(fleet, "current") == {}
+    assert _sent(fleet, "current") == [f"echo '{MARK} begin port'"]
+    out = fleet["result"]["outcomes"]["@fake/current"]
+    assert (out["status"], out["detail"]) == (
+        "healthy",
+        "already serving (no change, not restarted)",
+    )
+    assert out["release"] == fleet["plans"]["current"].release
+
+
+def test_one_difference_takes_the_full_deploy(fleet: dict) -> None:
+    """A live unit file edited by hand: the probe says stale, the full deploy runs and
+    puts the plan's unit back (and the gate restarts the server on it)."""
+    ops = _ops(fleet, "drift")
+    assert ops["Server | systemd unit"] == "changed"
+    assert len(_sent(fleet, "drift")) > 10
+
+
 # --- 5, run: a release that fails its gate puts the one before back
 
 
@@ -384,7 +445,8 @@ def test_port_taken_fails_that_host_naming_the_process(fleet: dict) -> None:
     )
     # the port check (a fact) and the failing operation, nothing else
     assert _ops(fleet, "taken") == {f"llmfleet: {message}": "error"}
-    check, fail = _sent(fleet, "taken")
+    batch, check, fail = _sent(fleet, "taken")
+    assert batch == f"echo '{MARK} begin port'"  # the no-change probe (roles/fastpath.py)
     assert check.startswith("out=$(ss -Htlnp 'sport = :8000' 2>/dev/null);")
     assert fail == f"echo {shlex.quote(message)} >&2; exit 1"
     assert fleet["result"]["outcomes"]["@fake/taken"]["detail"] == message

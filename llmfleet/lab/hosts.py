@@ -69,7 +69,9 @@ def ssh_config_path() -> Path:
     return state_dir() / "ssh_config"
 
 
-def host_record(index: int, proc_sys_writable: bool, docker: bool = False) -> Host:
+def host_record(
+    index: int, proc_sys_writable: bool, docker: bool = False, light: bool = False
+) -> Host:
     """The state entry of host ``index`` before it is started (pid None)."""
     name = host_name(index)
     hdir = host_dir(name)
@@ -84,6 +86,7 @@ def host_record(index: int, proc_sys_writable: bool, docker: bool = False) -> Ho
         "pid": None,
         "proc_sys_writable": proc_sys_writable,
         "docker": docker,
+        "light": light,
         "log": str(hdir / "nspawn.log"),
         "overlay": None,
         "boot_seconds": None,
@@ -245,6 +248,75 @@ def write_files(host: Host, files: dict[str, str], gone: tuple[str, ...] = ()) -
         os.chmod(target, 0o644)
     for path in gone:
         (root / path.lstrip("/")).unlink(missing_ok=True)
+
+
+# --- light hosts --------------------------------------------------------------
+
+# A light host (``llmfleet lab up --light N``) is the same base rootfs booted with
+# only what makes it a host: systemd (PID 1 and journald) and sshd.  D-Bus, logind
+# and the consoles are masked, and sshd runs without PAM, so a login starts no
+# logind session and no ``systemd --user`` (the most memory a login costs on a full
+# host).  sshd logs at VERBOSE to a file the control side reads through the host's
+# root: one "Starting session:" line per command or file transfer, which is how the
+# control-plane benchmark counts SSH commands on the hosts, not by estimate.
+SSHD_LOG = "/var/log/llmfleet-sshd.log"
+LIGHT_FILES = {
+    "/etc/ssh/sshd_config.d/llmfleet-light.conf": (
+        "# llmfleet lab light host: no PAM (no logind session per login); every\n"
+        "# session logged, for counting SSH commands per host\n"
+        "UsePAM no\n"
+        "LogLevel VERBOSE\n"
+    ),
+    "/etc/systemd/system/ssh.service.d/llmfleet-light.conf": (
+        f"[Service]\nExecStart=\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS -E {SSHD_LOG}\n"
+    ),
+}
+LIGHT_MASKED = (
+    "dbus.service",
+    "dbus.socket",
+    "systemd-logind.service",
+    "console-getty.service",
+    "getty.target",
+    "cron.service",
+)
+SESSION_MARK = "Starting session:"
+LOGIN_MARK = "Accepted publickey"
+
+
+def set_light(host: Host, light: bool) -> None:
+    """Make the host's root a light host's (or undo it): the sshd drop-ins and the
+    masked units; takes effect at its next boot."""
+    units = Path(host["root"]) / "etc/systemd/system"
+    if light:
+        write_files(host, LIGHT_FILES)
+    else:
+        write_files(host, {}, gone=tuple(LIGHT_FILES))
+    for unit in LIGHT_MASKED:
+        link = units / unit
+        if light and not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+        elif not light and link.is_symlink() and os.readlink(link) == "/dev/null":
+            link.unlink()
+
+
+def ssh_counts(host: Host) -> dict[str, int]:
+    """What sshd on a light host has logged so far: ``sessions`` (one per command or
+    file transfer) and ``logins`` (connections), read from its root on this side."""
+    try:
+        text = (Path(host["root"]) / SSHD_LOG.lstrip("/")).read_text(errors="replace")
+    except FileNotFoundError:
+        return {"sessions": 0, "logins": 0}
+    return count_sessions(text)
+
+
+def count_sessions(log_text: str) -> dict[str, int]:
+    """Count sshd's VERBOSE log lines: sessions (commands, sftp) and logins."""
+    lines = log_text.splitlines()
+    return {
+        "sessions": sum(SESSION_MARK in line for line in lines),
+        "logins": sum(LOGIN_MARK in line for line in lines),
+    }
 
 
 # --- process ----------------------------------------------------------------

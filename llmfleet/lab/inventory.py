@@ -108,3 +108,17 @@ def monitor_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[s
         (name, {**data, **common, **({"accelerator_exporter": VENDOR} if name == stand_in else {})})
         for name, data in hosts
     ]
+
+
+LIGHT_RECIPE = "lab-cpu-stub"
+
+
+def light_hosts(state: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The hosts of ``llmfleet lab up --light N`` serving the STAND-IN stub engine
+    (recipe ``lab-cpu-stub``): the control-plane benchmark's fleet, where what a
+    deploy costs is the toolkit's own work per host, not an engine's start-up."""
+    state = state if state is not None else load_state()
+    hosts = lab_hosts(state)
+    if not all(h.get("light") for h in (state or {}).get("hosts", [])):
+        raise RuntimeError("the lab's hosts are not light hosts: `llmfleet lab up --light N`")
+    return [(name, {**data, "recipe": LIGHT_RECIPE}) for name, data in hosts]

@@ -45,6 +45,7 @@ def up(
     boot_timeout: float = lab_hosts.BOOT_TIMEOUT,
     docker: bool | Collection[str] = False,
     monitor: bool = False,
+    light: bool = False,
 ) -> dict[str, Any]:
     """Bring up ``hosts`` lab hosts (lab1..labN) and the side services; return the state.
 
@@ -56,18 +57,24 @@ def up(
     ``monitor``: every host gets the Debian mirror (the monitor deploy installs
     Prometheus and the node exporter from it) and the last host, when there are two
     or more, a STAND-IN accelerator exporter (:mod:`llmfleet.lab.gpuexporter`).
+    ``light``: every host is a light host (systemd and sshd only, sshd logging each
+    session; :data:`llmfleet.lab.hosts.LIGHT_FILES`), cheap enough for 64 of them on
+    a small machine; not with ``docker`` or ``monitor``.
     Hosts beyond N from an earlier ``up`` are removed."""
     if hosts < 1:
         raise LabError(f"lab up: need at least one host, got {hosts}")
+    if light and (monitor or docker):
+        raise LabError("lab up: light hosts run no docker and no monitoring (drop --light)")
     _check_prereqs()
     with lab_lock():
+        _raise_inotify_instances(hosts)
         base = rootfs.ensure_base()
         state = load_state() or _new_state(base)
         network.ensure_bridge()
         _remove_extra_hosts(state, hosts)
         state["monitor"] = monitor
         state["hosts"] = [
-            _plan_host(state, i, _writable(proc_sys_writable, i), _writable(docker, i))
+            _plan_host(state, i, _writable(proc_sys_writable, i), _writable(docker, i), light)
             for i in range(1, hosts + 1)
         ]
         lab_hosts.write_ssh_files(state["hosts"])
@@ -145,6 +152,7 @@ def status() -> list[dict[str, Any]]:
                 "pid": host.get("pid") if running else None,
                 "proc_sys_writable": host.get("proc_sys_writable"),
                 "docker": bool(host.get("docker")),
+                "light": bool(host.get("light")),
                 "cgroup": ("isolated" if not problems else "; ".join(problems))
                 if running
                 else None,
@@ -164,6 +172,35 @@ def _check_prereqs() -> None:
     missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
     if missing:
         raise LabError(f"lab up: missing {', '.join(missing)}; run scripts/lab-prereqs.sh")
+
+
+# Every lab host's systemd, journald and udev-less services take inotify instances,
+# counted per user (root, the same in every container: no user namespaces), and the
+# kernel's default of 128 is spent by about 22 hosts: the 23rd boots but its
+# systemd cannot start sshd ("no SSH after 180s").  Measured on light hosts: 5-6 each.
+INOTIFY_PER_HOST = 8
+INOTIFY_SPARE = 256
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_instances_needed(hosts: int, current: int) -> int:
+    """The ``fs.inotify.max_user_instances`` a lab of ``hosts`` needs; never lower."""
+    return max(current, INOTIFY_PER_HOST * hosts + INOTIFY_SPARE)
+
+
+def _raise_inotify_instances(hosts: int) -> None:
+    """Raise the machine's inotify instance limit for ``hosts`` lab hosts (a machine-wide
+    sysctl; raising it costs nothing until used)."""
+    try:
+        current = int(INOTIFY_SYSCTL.read_text())
+        wanted = inotify_instances_needed(hosts, current)
+        if wanted > current:
+            INOTIFY_SYSCTL.write_text(f"{wanted}\n")
+    except OSError as exc:
+        raise LabError(
+            f"lab up: {hosts} hosts need fs.inotify.max_user_instances >= "
+            f"{inotify_instances_needed(hosts, 0)} ({exc}); set it with sysctl"
+        ) from exc
 
 
 def _new_state(base: Path) -> dict[str, Any]:
@@ -191,7 +228,7 @@ def _writable(setting: bool | Collection[str], index: int) -> bool:
 
 
 def _plan_host(
-    state: dict[str, Any], index: int, writable: bool, docker: bool = False
+    state: dict[str, Any], index: int, writable: bool, docker: bool = False, light: bool = False
 ) -> dict[str, Any]:
     """The host's state entry: the recorded one if any (keeps pid), else a new one.
     ``want_writable``/``want_docker`` are what this ``up`` asks for;
@@ -202,6 +239,7 @@ def _plan_host(
     host = old if old is not None else lab_hosts.host_record(index, writable, docker)
     host["want_writable"] = writable
     host["want_docker"] = docker
+    host["want_light"] = light
     return host
 
 
@@ -211,8 +249,13 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
     pubkey = Path(host["ssh_key"]).with_suffix(".pub").read_text()
     wanted = host.pop("want_writable")
     docker = host.pop("want_docker", False)
+    light = host.pop("want_light", False)
     if lab_hosts.is_running(host):
-        same = host["proc_sys_writable"] == wanted and bool(host.get("docker")) == docker
+        same = (
+            host["proc_sys_writable"] == wanted
+            and bool(host.get("docker")) == docker
+            and bool(host.get("light")) == light
+        )
         if network.host_net_ok(name, address) and same:
             lab_hosts.personalise_root(host, state["hosts"], pubkey)  # refresh /etc/hosts
             _lab_files(state, host)
@@ -221,9 +264,11 @@ def _ensure_host(state: dict[str, Any], host: dict[str, Any], base: Path) -> boo
     lab_hosts.kill_leftovers(name, subtree=lab_hosts.subtree_of(host))
     host["proc_sys_writable"] = wanted
     host["docker"] = docker
+    host["light"] = light
     network.ensure_host_net(name, address)
     lab_hosts.ensure_root(host, base)
     lab_hosts.personalise_root(host, state["hosts"], pubkey)
+    lab_hosts.set_light(host, light)
     _lab_files(state, host)
     lab_hosts.launch(host)
     save_state(state)

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import debmirror, hub, hubshim, images, vendor, wheelhouse
+from . import debmirror, hub, hubshim, images, stubwheel, vendor, wheelhouse
 from .rootfs import base_path
 from .state import LabError, run, state_dir
 
@@ -99,6 +99,8 @@ def start(state: dict[str, Any]) -> None:
     # stand-ins for the NVIDIA/AMD apt repositories and the Ascend installers, served
     # beside the wheels (see llmfleet/lab/vendor.py: none of it is vendor software)
     stand_ins = vendor.build(wh_root / "vendor", cache_dir() / "vendor-gnupg")
+    # the STAND-IN stub engine as a wheel, for the light hosts' recipe (lab-cpu-stub)
+    stubwheel.write(wh_root / "wheels")
     base = wheelhouse.serve(
         wh_root, run_dir(), host, _port("LLMFLEET_LAB_WHEELHOUSE_PORT", wheelhouse.DEFAULT_PORT)
     )

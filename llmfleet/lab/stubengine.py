@@ -16,6 +16,10 @@ test is what gets measured.
     python3 -m llmfleet.lab.stubengine --port 18001 [--host 127.0.0.1]
         [--served-name NAME] [--delay 0.0] [--api-key-env VLLM_API_KEY]
 
+It also takes vLLM's ``--served-model-name`` and ``--model`` (ignored), so a lab
+recipe (``lab-cpu-stub``) can run it through the serve deploy like an engine; the
+lab's wheelhouse carries it as a wheel (:mod:`llmfleet.lab.stubwheel`).
+
 With ``--api-key-env NAME`` the ``/v1/*`` routes want ``Authorization: Bearer
 $NAME``, as vLLM does with ``VLLM_API_KEY``; the key is read from the
 environment, never from argv.
@@ -158,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, required=True, help="port to listen on")
-    p.add_argument("--served-name", default=DEFAULT_NAME, help="model id it reports")
+    p.add_argument(
+        "--served-name", "--served-model-name", default=DEFAULT_NAME, help="model id it reports"
+    )
+    # what the deploy passes a vLLM-flavoured recipe (files/recipes/lab-cpu-stub.yaml):
+    # the model path is accepted and ignored, the stub loads nothing
+    p.add_argument("--model", help="ignored: the stub loads no model")
     p.add_argument("--delay", type=float, default=0.0, help="seconds each completion takes")
     p.add_argument(
         "--api-key-env",

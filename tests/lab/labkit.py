@@ -17,14 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def fresh_lab(n: int, docker: bool = False, monitor: bool = False) -> Iterator[dict[str, Any]]:
+def fresh_lab(
+    n: int, docker: bool = False, monitor: bool = False, light: bool = False
+) -> Iterator[dict[str, Any]]:
     """An ``n``-host lab from clean hosts (whatever was left running), always taken down;
     ``docker``: hosts that run docker, the outside registry and the engine image;
-    ``monitor``: the Debian mirror on every host and a STAND-IN accelerator exporter."""
+    ``monitor``: the Debian mirror on every host and a STAND-IN accelerator exporter;
+    ``light``: light hosts (systemd and sshd only, each SSH session logged)."""
     assert os.geteuid() == 0, "the lab tests need root (deselect them with -m 'not lab')"
     try:
         lab.down()
-        yield lab.up(hosts=n, docker=docker, monitor=monitor)
+        yield lab.up(hosts=n, docker=docker, monitor=monitor, light=light)
     finally:
         lab.down()
 
