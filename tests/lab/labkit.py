@@ -69,7 +69,8 @@ class Run:
     def __init__(self, proc: subprocess.CompletedProcess, seconds: float) -> None:
         self.rc, self.seconds = proc.returncode, seconds
         self.out = proc.stdout + (proc.stderr or "")
-        m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", self.out)
+        # hosts "-": no operation at all (a serve run whose hosts all are at their plan)
+        m = re.search(r"Grand total\s+(\d+|-)\s+(\S+)\s+(\S+)\s+(\S+)", self.out)
         self.total = m.groups() if m else None
 
     @property
