@@ -110,7 +110,9 @@ def test_one_running_requests_series_per_host(first: Run) -> None:
 
 
 def _load(stop: threading.Event, port_host: str, failed: list[str]) -> None:
-    """Chat completions, 4 at a time (the recipe's --max-num-seqs), until ``stop``."""
+    """Chat completions, 2 at a time, until ``stop``: enough to keep the gauges up, and
+    with two servers on 2 cores more would starve `top` itself (4 at a time, with the
+    servers' single OpenMP thread, made each `top` call take tens of seconds)."""
     body = json.dumps(
         {
             "model": "tiny",
@@ -136,12 +138,13 @@ def _load(stop: threading.Event, port_host: str, failed: list[str]) -> None:
                 failed.append(f"{port_host}: {exc}")
                 time.sleep(0.5)
 
-    threads = [threading.Thread(target=one, daemon=True) for _ in range(4)]
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(2)]
     for t in threads:
         t.start()
 
 
 def top(*args: str) -> dict[str, Any]:
+    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "llmfleet", "top", INVENTORY, "--once", "--json", *args],
         cwd=ROOT,
@@ -150,6 +153,7 @@ def top(*args: str) -> dict[str, Any]:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    print(f"llmfleet top {' '.join(args)}: {time.monotonic() - start:.1f}s")
     return json.loads(proc.stdout)
 
 
@@ -161,7 +165,7 @@ def test_top_under_load(first: Run, lab_state: dict[str, Any]) -> None:
         time.sleep(20)  # a few scrapes with requests running: the rate needs two
         for source in ("prometheus", "direct"):
             args = ("--source", source)
-            # `running` is a gauge read at one instant: the four requests of a host start
+            # `running` is a gauge read at one instant: the two requests of a host start
             # and end together, so a read can fall in the gap between two; a few reads
             # (bounded) must see every host busy
             for _ in range(5):
