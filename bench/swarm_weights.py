@@ -52,6 +52,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# the lab deploy runner of the Hub-bytes benchmark (this script's own folder is on sys.path)
+from fleet_hub_bytes import pyinfra  # noqa: E402
+
 from llmfleet.hostpaths import FETCH_SCRIPT, HUB_VENV, SWARM_SCRIPT  # noqa: E402
 from llmfleet.lab import hosts, lab, network, shards  # noqa: E402
 from llmfleet.lab import hub as labhub  # noqa: E402
@@ -73,19 +76,6 @@ def on_all(hs: list[dict], command, timeout: float = 900) -> list[subprocess.Com
     """``command(host)`` on every host at once; the results in host order."""
     with ThreadPoolExecutor(len(hs)) as pool:
         return list(pool.map(lambda h: ssh(h, command(h), timeout), hs))
-
-
-def pyinfra(*args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        sys.exit(f"pyinfra {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
 
 
 def cap(hs: list[dict], rate_mbit: int | None) -> None:
