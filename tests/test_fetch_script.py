@@ -220,3 +220,59 @@ def test_peer_copy_matches_the_source_snapshot(hub: StaticHub, repo: dict, tmp_p
     assert copied["files"] == marker["files"] and copied["verified"] is True
     assert copied["resumed"] == [SHARD]  # the peer honoured the Range request
     assert layout(snapshot(dest, hub.commit)) == layout(snapshot(tmp_path / "src", hub.commit))
+
+
+def test_redirects_keep_the_token_on_one_host_and_drop_it_across_hosts() -> None:
+    """``open_following`` (the fetch and swarm scripts' one redirect loop)."""
+    import http.client
+    import http.server
+    import importlib.util
+    import threading
+
+    spec = importlib.util.spec_from_file_location("llmfleet_fetch", SCRIPT)
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            host = self.headers["Host"]
+            seen.append((f"{host}{self.path}", self.headers.get("Authorization")))
+            if self.path == "/a":  # same host
+                self.send_response(302)
+                self.send_header("Location", "/b")
+            elif self.path == "/b":  # another host name for the same server
+                self.send_response(307)
+                port = self.server.server_address[1]
+                self.send_header("Location", f"http://localhost:{port}/c")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    try:
+
+        def connect(url: str):
+            from urllib.parse import urlsplit
+
+            u = urlsplit(url)
+            return http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+
+        conn, _, resp = fetch.open_following(
+            f"http://127.0.0.1:{port}/a", {"Authorization": "Bearer t"}, connect
+        )
+        assert resp.status == 200
+        conn.close()
+    finally:
+        srv.shutdown()
+    assert seen == [
+        (f"127.0.0.1:{port}/a", "Bearer t"),
+        (f"127.0.0.1:{port}/b", "Bearer t"),
+        (f"localhost:{port}/c", None),
+    ]

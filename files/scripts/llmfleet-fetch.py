@@ -225,19 +225,34 @@ def _open(url: str, headers: dict[str, str]):
     dropped when the host changes).  Returns the socket too: http.client lets go
     of it when the server says it will close, but the response still reads it."""
     import http.client
-    from urllib.parse import urljoin, urlsplit
+    from urllib.parse import urlsplit
 
-    for _hop in range(5):
+    def connect(url: str):
         if not direct_ok(url):
             raise NotDirect(url)
         u = urlsplit(url)
-        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=TIMEOUT)
+        return http.client.HTTPConnection(u.hostname, u.port or 80, timeout=TIMEOUT)
+
+    return open_following(url, headers, connect)
+
+
+def open_following(url: str, headers: dict[str, str], connect):
+    """GET ``url``, following up to 5 redirects; ``connect(url)`` makes each hop's
+    connection (and raises to refuse a hop).  The token is dropped when the host
+    changes, as huggingface_hub does.  Returns (conn, sock, resp); the swarm script
+    (``llmfleet-swarm.py``) uses this too, with its own ``connect``."""
+    from urllib.parse import urljoin, urlsplit
+
+    for _hop in range(5):
+        u = urlsplit(url)
+        conn = connect(url)
         conn.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers=headers)
         sock = conn.sock
         resp = conn.getresponse()
         if resp.status not in (301, 302, 303, 307, 308):
             return conn, sock, resp
         target = urljoin(url, resp.getheader("Location") or "")
+        resp.close()
         conn.close()
         if urlsplit(target).netloc != u.netloc:
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}

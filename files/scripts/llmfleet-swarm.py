@@ -310,32 +310,20 @@ def serve(store: Store, me: str, bind: str, port: int, finished: threading.Event
 
 
 def open_url(url: str, headers: dict[str, str]):
-    """GET ``url`` over HTTP or HTTPS with http.client, following redirects (the token
-    is dropped when the host changes, as huggingface_hub does).  Returns (conn, sock,
-    resp).  No proxies: a swarm talks to its Hub or site mirror directly."""
-    from urllib.parse import urljoin
+    """GET ``url`` over HTTP or HTTPS with http.client, following redirects (the fetch
+    script's ``open_following``).  Returns (conn, sock, resp).  No proxies: a swarm
+    talks to its Hub or site mirror directly."""
     from urllib.request import getproxies, proxy_bypass
 
-    for _hop in range(5):
+    def connect(url: str):
         u = urlsplit(url)
         if u.scheme in getproxies() and not proxy_bypass(u.hostname):
             raise OSError(f"a proxy is set for {u.scheme}; the swarm talks to {u.netloc} directly")
         if u.scheme == "https":
-            conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=fetch.TIMEOUT)
-        else:
-            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=fetch.TIMEOUT)
-        conn.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers=headers)
-        sock = conn.sock
-        resp = conn.getresponse()
-        if resp.status not in (301, 302, 303, 307, 308):
-            return conn, sock, resp
-        target = urljoin(url, resp.getheader("Location") or "")
-        resp.close()
-        conn.close()
-        if urlsplit(target).netloc != u.netloc:
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        url = target
-    raise OSError(f"too many redirects from {url}")
+            return http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=fetch.TIMEOUT)
+        return http.client.HTTPConnection(u.hostname, u.port or 80, timeout=fetch.TIMEOUT)
+
+    return fetch.open_following(url, headers, connect)
 
 
 def body_to(sock, resp, fd: int, n: int) -> None:
